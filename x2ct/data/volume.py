@@ -26,8 +26,9 @@ CANONICAL_AXCODES: tuple[str, str, str] = ("I", "P", "L")
 AIR_HU: float = -1000.0
 
 
-def canonical_affine(spacing: tuple[float, float, float], origin_ras: tuple[float, float, float] = (0.0, 0.0, 0.0)
-                     ) -> np.ndarray:
+def canonical_affine(
+    spacing: tuple[float, float, float], origin_ras: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> np.ndarray:
     """4x4 affine of a canonical (I, P, L) grid with ``spacing`` (mm, D/H/W order) whose voxel (0,0,0) is at
     ``origin_ras`` (RAS+ mm)."""
     sd, sh, sw = (float(s) for s in spacing)
