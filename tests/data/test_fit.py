@@ -224,3 +224,18 @@ def test_fit_of_a_300_cube_is_fast() -> None:
     # the 10 mm margin reaches the array edges: 300 slices at 0.8 / 0.7 mm -> floor(299 * 0.8) + 1 at 1 mm, ...
     assert out.meta["fit"]["resampled_shape"] == [240, 210, 210]
     assert elapsed < 2.0, f"fit took {elapsed:.2f} s"  # about 0.25 s on 2 CPU cores
+
+
+def test_cropped_long_spine_stays_centred_across() -> None:
+    """A bent spine longer than the cube: after cropping along D, W is centred on the mask that is kept."""
+    shape = (160, 40, 100)
+    labels = np.zeros(shape, np.int16)
+    for d in range(10, 150):  # straight, then bending 50 voxels to the patient's left below d = 100
+        w = 10 + max(d - 100, 0)
+        labels[d, 15:25, w : w + 10] = 20 + min((d - 10) // 30, 4)
+    vol = _field_volume(shape, (1.0, 1.0, 1.0), labels)
+    out = fit_volume(vol, VolumeFitConfig(margin_mm=0.0, cube=(64, 64, 64), spacing_mm=1.0))
+    low, high = mask_bounding_box(out.labels)
+    assert out.meta["fit"]["cropped_axes"] == ["D"]
+    assert abs((low[2] + high[2]) / 2 - 31.5) <= 1.0  # centred in W on what stayed in the cube
+    _assert_affine_exact(out)

@@ -54,15 +54,26 @@ def test_phantom_run_writes_contract_files(phantom_run: Path) -> None:
         assert not list(phantom_run.rglob("*.tmp*"))
 
 
+def _best_shift(image: np.ndarray, projection: np.ndarray, max_shift: int = 4) -> tuple[int, int]:
+    """The integer (row, column) shift of ``projection`` that correlates best with ``image``."""
+    scores = {}
+    for dr in range(-max_shift, max_shift + 1):
+        for dc in range(-max_shift, max_shift + 1):
+            shifted = np.roll(projection, (dr, dc), axis=(0, 1))[max_shift:-max_shift, max_shift:-max_shift]
+            crop = image[max_shift:-max_shift, max_shift:-max_shift].astype(float)
+            scores[dr, dc] = np.corrcoef(crop.ravel(), shifted.ravel())[0, 1]
+    return max(scores, key=scores.get)
+
+
 def test_triplet_is_aligned_with_ct(phantom_run: Path) -> None:
     """The stored AP view lines up with the CT's mean along H, the lateral with the mean along W."""
     triplet = read_triplet(triplet_path(phantom_run, "phantom_0001"), lateral_angle=90)
     ct = triplet.ct_hu_plus_1024
-    ap_corr = np.corrcoef(triplet.xray1.ravel().astype(float), ct.mean(axis=1).ravel())[0, 1]
-    lat_corr = np.corrcoef(triplet.xray2.ravel().astype(float), ct.mean(axis=2).ravel())[0, 1]
-    mirrored = np.corrcoef(triplet.xray1.ravel().astype(float), ct.mean(axis=1)[:, ::-1].ravel())[0, 1]
-    assert ap_corr > 0.8 and lat_corr > 0.8
-    assert ap_corr > mirrored
+    ap, lateral = ct.mean(axis=1), ct.mean(axis=2)
+    assert np.corrcoef(triplet.xray1.ravel().astype(float), ap.ravel())[0, 1] > 0.6
+    assert np.corrcoef(triplet.xray2.ravel().astype(float), lateral.ravel())[0, 1] > 0.6
+    assert _best_shift(triplet.xray1, ap) == (0, 0)
+    assert _best_shift(triplet.xray2, lateral) == (0, 0)
 
 
 def test_rerun_skips_finished_cases(phantom_run: Path) -> None:

@@ -278,7 +278,8 @@ def place_in_cube(
     """Cut a ``cube``-shaped window centred on the mask's bounding box, padding with ``pad_hu``/label 0.
 
     Along an axis where the mask is longer than the cube, the window is centred on the bounding box of
-    ``focus_ids`` (CaseError if none is present) or, without them, on the mask's, and the mask is cropped.
+    ``focus_ids`` (CaseError if none is present) or, without them, on the mask's, and the mask is cropped; the
+    other axes are then centred on the part of the mask inside that window (a scoliotic spine stays centred).
     Returns the volume and a dict with ``window_start`` (index in ``vol``) and ``cropped_axes``.
     """
     labels = _require_labels(vol)
@@ -296,6 +297,18 @@ def place_in_cube(
             if AXIS_NAMES[axis] in cropped_axes:
                 low[axis], high[axis] = focus_low[axis], focus_high[axis]
     start = [centred_start(int(low[a]), int(high[a]), int(cube[a])) for a in range(3)]
+    if cropped_axes:  # centre the other axes on the part of the mask that stays inside the window
+        window = tuple(
+            slice(max(start[a], 0), max(start[a] + int(cube[a]), 0)) if AXIS_NAMES[a] in cropped_axes else slice(None)
+            for a in range(3)
+        )
+        kept = np.zeros_like(labels)
+        kept[window] = labels[window]
+        if np.any(kept > 0):
+            kept_low, kept_high = mask_bounding_box(kept)
+            for axis in range(3):
+                if AXIS_NAMES[axis] not in cropped_axes:
+                    start[axis] = centred_start(int(kept_low[axis]), int(kept_high[axis]), int(cube[axis]))
     hu = _window(vol.hu, start, cube, np.float32(pad_hu))
     out_labels = _window(labels, start, cube, 0)
     placed = _with_arrays(vol, hu, out_labels, _shifted_affine(vol.affine, start))

@@ -27,6 +27,7 @@ from x2ct.data.drr import DRRConfig, DRRRenderer, ViewSpec
 from x2ct.data.errors import CaseError
 from x2ct.data.fit import VolumeFitConfig, fit_volume
 from x2ct.data.hdf5 import lateral_key, validate_triplet, write_triplet
+from x2ct.data.labels import level_names
 from x2ct.data.layouts import CaseRef
 from x2ct.data.nifti_io import save_volume_nifti
 from x2ct.data.volume import Volume
@@ -213,7 +214,7 @@ class CaseProcessor:
                 save_case_preview(volume, images, self.settings.out_dir / PREVIEW_DIR / f"{ref.case_id}.png")
             result.shape = "x".join(str(n) for n in volume.shape)
             result.spacing_mm = "x".join(f"{s:.4g}" for s in volume.spacing)
-            result.levels = " ".join(str(v) for v in volume.meta.get("levels", _present_levels(volume)))
+            result.levels = " ".join(level_names(_present_levels(volume)))
         except (CaseError, FileNotFoundError, OSError, ValueError) as err:
             result.status = STATUS_FAILED
             result.reason = f"{type(err).__name__}: {err}"
@@ -253,6 +254,7 @@ class CaseProcessor:
             "source": {k: v for k, v in volume.meta.items() if _is_simple(v)},
         }
         path = triplet_path(self.settings.out_dir, volume.case_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_triplet(path, ct_hu=volume.hu, xray1=images[AP_VIEW], laterals=laterals, attrs=attrs)
         if self.settings.save_nifti:
             save_volume_nifti(volume, path.parent / "ct.nii.gz", what="ct")
