@@ -16,10 +16,7 @@ Usage: ``python benchmarks/bench_drr.py [--repeats 5] [--nanodrr-python /tmp/nan
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -36,6 +33,7 @@ from scipy.ndimage import gaussian_filter
 from x2ct.data.drr import ViewSpec, build_projector
 from x2ct.data.drr.geometry import volume_centre_mm
 from x2ct.data.drr.physics import MU_WATER_70KEV_PER_MM
+from x2ct.utils.machine import describe_machine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_NANODRR_PYTHON = "/tmp/nanodrr-venv/bin/python"
@@ -98,27 +96,6 @@ print(json.dumps({
     "rel_max_vs_own_2048": float(np.abs(img - reference).max() / np.abs(reference).max()),
 }))
 """
-
-
-def machine_info() -> dict:
-    """CPU model, cores, torch version/threads, GPU name and date."""
-    cpu_model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "hostname": socket.gethostname(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_model": cpu_model,
-        "cpu_cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch_version": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def blob_phantom_mu(size: int, seed: int = 0) -> torch.Tensor:
@@ -299,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     spacing = (1.0, 1.0, 1.0)
     phantoms = {"smooth_blobs": blob_phantom_mu(args.size), "tissue_classes": tissue_class_phantom_mu(args.size)}
     report = {
-        "machine": machine_info(),
+        "machine": describe_machine(),
         "setup": {
             "volume": [args.size] * 3,
             "spacing_mm": list(spacing),

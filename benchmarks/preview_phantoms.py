@@ -1,9 +1,10 @@
-"""Preview figure of procedural spine phantoms: slices and simple parallel projections.
+"""Preview figure of procedural spine phantoms: CT slices and the DRRs the pipeline trains on.
 
 Usage: ``python benchmarks/preview_phantoms.py [--seeds 0 1 2 3] [--out docs/phantom_preview.png]``
 
-Per phantom (one row): mid-sagittal, mid-coronal and axial slice through a vertebra (window [-400, 1200] HU),
-and parallel line integrals of mu (no exponential) along H (AP view) and along W (lateral view).
+Per phantom (one row): mid-sagittal, mid-coronal and axial slice through a vertebra of the raw phantom (window
+[-400, 1200] HU); then, after the default fit into the 128^3 cube at 1 mm, the stored uint8 DRRs: physical cone-beam
+AP and lateral (90 degrees), and the AP in the paper's 3D Slicer "CT-X-ray" look.
 Also prints the generation time of each phantom.
 """
 
@@ -18,20 +19,29 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
+from x2ct.data.drr import DRRConfig, DRRRenderer
+from x2ct.data.fit import VolumeFitConfig, fit_volume
 from x2ct.data.phantom import make_phantom
+from x2ct.data.pipeline import build_views
 from x2ct.data.volume import Volume
 
 WINDOW_HU: tuple[float, float] = (-400.0, 1200.0)
-MU_WATER_PER_MM: float = 0.0193
-"""Linear attenuation of water at about 70 keV (1/mm)."""
-PROJECTION_PERCENTILES: tuple[float, float] = (1.0, 99.5)
+DRR_COLUMNS = ("AP DRR (physical, cone)", "lateral DRR (90 deg)", "AP DRR (slicer look)")
 
 
-def line_integral(volume: Volume, axis: int) -> np.ndarray:
-    """Parallel-beam line integral of mu (dimensionless) along ``axis`` of the (D, H, W) volume."""
-    mu = MU_WATER_PER_MM * (1.0 + np.clip(volume.hu, -1000.0, 3000.0) / 1000.0)
-    return mu.sum(axis=axis) * volume.spacing[axis]
+def stored_drrs(vol: Volume) -> list[np.ndarray]:
+    """The uint8 AP and lateral DRRs of the fitted cube (physical mode), and the AP in slicer mode."""
+    fitted = fit_volume(vol, VolumeFitConfig())
+    hu = torch.from_numpy(fitted.hu)
+    views = build_views([90])
+    iso = fitted.mask_centroid_mm()
+    physical = DRRRenderer(DRRConfig())
+    slicer = DRRRenderer(DRRConfig(mode="slicer"))
+    ap, lateral = physical.to_uint8(physical.render(hu, fitted.spacing, iso, views))
+    slicer_ap = slicer.to_uint8(slicer.render(hu, fitted.spacing, iso, views[:1]))[0]
+    return [ap, lateral, slicer_ap]
 
 
 def _show(
@@ -44,7 +54,7 @@ def _show(
 
 
 def preview(seeds: list[int], out: Path) -> None:
-    fig, axes = plt.subplots(len(seeds), 5, figsize=(15, 3.6 * len(seeds)))
+    fig, axes = plt.subplots(len(seeds), 3 + len(DRR_COLUMNS), figsize=(18, 3.6 * len(seeds)))
     axes = np.atleast_2d(axes)
     for row, seed in enumerate(seeds):
         start = time.perf_counter()
@@ -64,10 +74,8 @@ def preview(seeds: list[int], out: Path) -> None:
         _show(axes[row, 0], vol.hu[:, :, centre[2]], (sd, sh), lo, hi, f"{name}: sagittal")
         _show(axes[row, 1], vol.hu[:, round(body_h), :], (sd, sw), lo, hi, "coronal (through bodies)")
         _show(axes[row, 2], vol.hu[round(body_d) - 2, :, :], (sh, sw), lo, hi, f"axial ({vol.meta['levels'][mid]})")
-        for col, axis, label in ((3, 1, "AP line integral (sum along H)"), (4, 2, "lateral (sum along W)")):
-            proj = line_integral(vol, axis)
-            vmin, vmax = np.percentile(proj, PROJECTION_PERCENTILES)
-            _show(axes[row, col], proj, (sd, sw if axis == 1 else sh), vmin, vmax, label)
+        for col, (title, image) in enumerate(zip(DRR_COLUMNS, stored_drrs(vol), strict=True), start=3):
+            _show(axes[row, col], image, (1.0, 1.0), 0, 255, title)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
