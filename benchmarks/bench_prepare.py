@@ -53,7 +53,7 @@ def main() -> None:
         "workers": args.workers,
         "cube": args.cube,
         "views": 1 + len(cfg.lateral_angles),
-        "drr": {"mode": cfg.drr.mode, "geometry": cfg.drr.geometry, "n_samples": cfg.drr.n_samples},
+        "drr": {k: cfg.drr[k] for k in ("mode", "geometry", "method", "n_samples")},
         "exit_status": status,
         "seconds": round(seconds, 2),
         "cases_per_minute": round(60.0 * args.n_cases / seconds, 1),
