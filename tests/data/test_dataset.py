@@ -1,0 +1,250 @@
+"""X2CTDataset: normalized samples, resizing, lateral angle selection, official files, pickling, workers,
+augmentation and errors naming the case."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from x2ct.data.augment import AugmentConfig, TripletAugmenter
+from x2ct.data.dataset import X2CTDataset
+from x2ct.data.hdf5 import TRIPLET_FILENAME, TripletFileError, TripletNotFoundError, write_triplet
+
+CUBE = 16
+ANGLES = (90.0, 85.0)
+MARKER_COLUMNS = 3  # columns 0..2 (patient's right) of the CT and of xray1 carry a bright marker
+
+
+def lateral_value(angle: float) -> int:
+    """The constant grey value written into the lateral view at ``angle`` (tells the angles apart)."""
+    return int(angle) + 100
+
+
+def make_case(index: int, cube: int = CUBE) -> tuple[np.ndarray, np.ndarray, dict[float, np.ndarray]]:
+    """A tiny case: CT (HU) with an HU-0 body, a 1000-HU marker on the patient's right (low W) and a
+    per-case value at voxel (0, 0, 0); xray1 with a matching marker; laterals constant per angle."""
+    ct_hu = np.full((cube, cube, cube), -1000.0, dtype=np.float32)
+    ct_hu[:, cube // 4 : 3 * cube // 4, :] = 0.0
+    ct_hu[:, :, :MARKER_COLUMNS] = 1000.0
+    ct_hu[0, 0, 0] = 10.0 * index
+    xray1 = np.full((cube, cube), 40, dtype=np.uint8)
+    xray1[:, :MARKER_COLUMNS] = 200
+    laterals = {angle: np.full((cube, cube), lateral_value(angle), dtype=np.uint8) for angle in ANGLES}
+    laterals[90.0][0, 0] = index  # tells cases apart in the lateral view too
+    return ct_hu, xray1, laterals
+
+
+def write_cases(root: Path, case_ids: Sequence[str], cube: int = CUBE) -> Path:
+    """Write ``<root>/<case_id>/ct_xray_data.h5`` for each id; returns root."""
+    for index, case_id in enumerate(case_ids):
+        folder = root / case_id
+        folder.mkdir(parents=True, exist_ok=True)
+        ct_hu, xray1, laterals = make_case(index, cube)
+        write_triplet(folder / TRIPLET_FILENAME, ct_hu, xray1, laterals, attrs={"case_id": case_id})
+    return root
+
+
+def write_prepared_folder(root: Path, train: Sequence[str], test: Sequence[str], cube: int = CUBE) -> Path:
+    """A prepared folder as ``x2ct-prepare`` leaves it: case files plus train.txt / test.txt."""
+    write_cases(root, [*train, *test], cube)
+    (root / "train.txt").write_text("".join(f"{c}\n" for c in train))
+    (root / "test.txt").write_text("".join(f"{c}\n" for c in test))
+    return root
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return write_cases(tmp_path / "data", ["case_a", "case_b", "case_c"])
+
+
+# ---------------------------------------------------------------------------------------------- samples
+
+
+def test_sample_shapes_types_and_values(root: Path) -> None:
+    dataset = X2CTDataset(root, ["case_a", "case_b"], cube=CUBE)
+    assert len(dataset) == 2
+    sample = dataset[1]
+    assert sample["case_id"] == "case_b"
+    assert sample["ct"].shape == (1, CUBE, CUBE, CUBE) and sample["ct"].dtype == torch.float32
+    assert sample["xray1"].shape == sample["xray2"].shape == (1, CUBE, CUBE)
+    ct = sample["ct"][0]
+    assert ct[CUBE // 2, CUBE // 2, CUBE // 2].item() == pytest.approx(1024 / 2500)  # HU 0
+    assert ct[CUBE // 2, 0, CUBE // 2].item() == pytest.approx(24 / 2500)  # air, HU -1000
+    assert ct[5, 5, 0].item() == pytest.approx(2024 / 2500)  # marker, HU 1000
+    assert ct[0, 0, 0].item() == pytest.approx(1034 / 2500)  # case index 1 -> HU 10
+    assert sample["xray1"][0, 5, 0].item() == pytest.approx(200 / 255)
+    assert sample["xray1"][0, 5, 10].item() == pytest.approx(40 / 255)
+    assert sample["xray2"][0, 0, 0].item() == pytest.approx(1 / 255)  # case index 1
+
+
+def test_stored_cube_differs_from_cube_is_resized(tmp_path: Path) -> None:
+    root = write_cases(tmp_path, ["big"], cube=32)
+    sample = X2CTDataset(root, ["big"], cube=CUBE, xray_size=8)[0]
+    assert sample["ct"].shape == (1, CUBE, CUBE, CUBE)
+    assert sample["xray1"].shape == sample["xray2"].shape == (1, 8, 8)
+    ct = sample["ct"][0]
+    assert ct[CUBE // 2, 0, CUBE // 2].item() == pytest.approx(24 / 2500)  # air row kept
+    assert ct[CUBE // 2, CUBE // 2, CUBE // 2].item() == pytest.approx(1024 / 2500)  # body kept
+    assert ct[5, 5, 0].item() == pytest.approx(2024 / 2500)  # marker column kept (corner-aligned)
+    assert sample["xray2"][0, 4, 4].item() == pytest.approx(lateral_value(90) / 255)
+
+
+def test_xray_size_defaults_to_cube(tmp_path: Path) -> None:
+    root = write_cases(tmp_path, ["big"], cube=32)
+    sample = X2CTDataset(root, ["big"], cube=CUBE)[0]
+    assert sample["xray1"].shape == (1, CUBE, CUBE)
+
+
+@pytest.mark.parametrize("angle", ANGLES)
+def test_lateral_angle_selects_the_view(root: Path, angle: float) -> None:
+    sample = X2CTDataset(root, ["case_c"], lateral_angle=angle, cube=CUBE)[0]
+    assert sample["xray2"][0, 5, 5].item() == pytest.approx(lateral_value(angle) / 255)
+
+
+def test_missing_angle_names_case_file_and_available_angles(root: Path) -> None:
+    dataset = X2CTDataset(root, ["case_a"], lateral_angle=75, cube=CUBE)
+    expected = r"case 'case_a'.*ct_xray_data\.h5.*75.*available angles: \[85\.0, 90\.0\]"
+    with pytest.raises(TripletFileError, match=expected):
+        dataset[0]
+
+
+def test_official_format_file_loads(tmp_path: Path) -> None:
+    """Files of the official pipeline: keys ct (float64, HU + 1024), xray1, xray2 only, no attributes."""
+    folder = tmp_path / "LIDC-0001"
+    folder.mkdir()
+    ct = np.full((20, 20, 20), 1024.0, dtype=np.float64)
+    ct[0] = 3000.0
+    with h5py.File(folder / TRIPLET_FILENAME, "w") as h5:
+        h5.create_dataset("ct", data=ct)
+        h5.create_dataset("xray1", data=np.full((24, 24), 255, dtype=np.uint8))
+        h5.create_dataset("xray2", data=np.full((24, 24), 51, dtype=np.uint8))
+    sample = X2CTDataset(tmp_path, ["LIDC-0001"], cube=CUBE)[0]
+    assert sample["ct"].shape == (1, CUBE, CUBE, CUBE)
+    assert sample["ct"][0, 0, 3, 3].item() == pytest.approx(1.0)  # 3000 clipped to 2500
+    assert sample["ct"][0, -1, 3, 3].item() == pytest.approx(1024 / 2500)
+    assert sample["xray1"].shape == (1, CUBE, CUBE)
+    assert torch.allclose(sample["xray1"], torch.ones(1)) and torch.allclose(sample["xray2"], torch.tensor(0.2))
+
+
+def test_missing_dataset_names_case_and_key(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    with h5py.File(folder / TRIPLET_FILENAME, "w") as h5:
+        h5.create_dataset("ct", data=np.zeros((8, 8, 8)))
+        h5.create_dataset("xray2", data=np.zeros((8, 8), dtype=np.uint8))
+    with pytest.raises(TripletFileError, match=r"case 'broken'.*broken/ct_xray_data\.h5.*'xray1' is missing"):
+        X2CTDataset(tmp_path, ["broken"], cube=8)[0]
+
+
+def test_file_removed_after_construction_names_case(root: Path) -> None:
+    dataset = X2CTDataset(root, ["case_a"], cube=CUBE)
+    (root / "case_a" / TRIPLET_FILENAME).unlink()
+    with pytest.raises(TripletNotFoundError, match=r"case 'case_a'.*does not exist"):
+        dataset[0]
+
+
+def test_construction_errors_name_the_path(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"data root .*nowhere"):
+        X2CTDataset(tmp_path / "nowhere", ["case_a"])
+    with pytest.raises(FileNotFoundError, match=r"ghost/ct_xray_data\.h5"):
+        X2CTDataset(root, ["case_a", "ghost"])
+    with pytest.raises(ValueError, match="no cases"):
+        X2CTDataset(root, [])
+    with pytest.raises(ValueError, match=r"more than once.*case_a"):
+        X2CTDataset(root, ["case_a", "case_a"])
+    with pytest.raises(ValueError, match="angle"):
+        X2CTDataset(root, ["case_a"], lateral_angle=85.5)
+    with pytest.raises(ValueError, match="cube"):
+        X2CTDataset(root, ["case_a"], cube=0)
+
+
+# --------------------------------------------------------------------------------- pickling and workers
+
+
+def test_dataset_pickles_after_reading_an_item(root: Path) -> None:
+    dataset = X2CTDataset(root, ["case_a", "case_b"], cube=CUBE, augment=AugmentConfig(xray_noise_std=0.1))
+    first = dataset[0]
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert copy.case_ids == dataset.case_ids
+    assert torch.equal(copy[1]["ct"], dataset[1]["ct"])
+    assert torch.equal(copy[0]["ct"], first["ct"])
+
+
+def test_dataloader_with_two_spawn_workers(root: Path) -> None:
+    """Spawn workers receive the dataset pickled, as under ddp_spawn or on macOS / Windows."""
+    ids = ["case_a", "case_b", "case_c"]
+    dataset = X2CTDataset(root, ids, cube=CUBE)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context="spawn")
+    batches = list(loader)
+    assert [c for batch in batches for c in batch["case_id"]] == ids
+    assert batches[0]["ct"].shape == (2, 1, CUBE, CUBE, CUBE)
+    assert torch.equal(batches[1]["ct"][0], dataset[2]["ct"])
+
+
+# ------------------------------------------------------------------------------------------ augmentation
+
+
+def test_flip_mirrors_ct_and_xray1_together_and_leaves_xray2(root: Path) -> None:
+    plain = X2CTDataset(root, ["case_b"], cube=CUBE)[0]
+    flipped = X2CTDataset(root, ["case_b"], cube=CUBE, augment=AugmentConfig(flip_lr=1.0))[0]
+    assert torch.equal(flipped["ct"], plain["ct"].flip(-1))
+    assert torch.equal(flipped["xray1"], plain["xray1"].flip(-1))
+    assert torch.equal(flipped["xray2"], plain["xray2"])
+    # the marker moved from the patient's right (low W / low columns) to the left in both
+    assert flipped["ct"][0, 5, 5, -1].item() == pytest.approx(2024 / 2500)
+    assert flipped["xray1"][0, 5, -1].item() == pytest.approx(200 / 255)
+
+
+def test_gamma_and_noise_change_only_the_xrays(root: Path) -> None:
+    plain = X2CTDataset(root, ["case_a"], cube=CUBE)[0]
+    squared = X2CTDataset(root, ["case_a"], cube=CUBE, augment=AugmentConfig(xray_gamma=(2.0, 2.0)))[0]
+    for key in ("xray1", "xray2"):
+        assert torch.allclose(squared[key], plain[key] ** 2)
+    assert torch.equal(squared["ct"], plain["ct"])
+    noisy = X2CTDataset(root, ["case_a"], cube=CUBE, augment=AugmentConfig(xray_noise_std=0.05))[0]
+    assert torch.equal(noisy["ct"], plain["ct"])
+    difference = (noisy["xray1"] - plain["xray1"]).std().item()
+    assert 0.03 < difference < 0.07
+    assert noisy["xray1"].min() >= 0.0 and noisy["xray1"].max() <= 1.0
+
+
+def test_augmentation_is_seeded_and_advances(root: Path) -> None:
+    config = AugmentConfig(flip_lr=0.5, xray_gamma=(0.7, 1.4), xray_noise_std=0.02)
+
+    def draw() -> list[torch.Tensor]:
+        torch.manual_seed(123)
+        dataset = X2CTDataset(root, ["case_a"], cube=CUBE, augment=config)
+        return [dataset[0]["xray1"] for _ in range(3)]
+
+    first, second = draw(), draw()
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not torch.equal(first[0], first[1])  # the stream advances from item to item
+
+
+def test_augmenter_does_not_modify_its_input() -> None:
+    sample = {"ct": torch.rand(1, 4, 4, 4), "xray1": torch.rand(1, 4, 4), "xray2": torch.rand(1, 4, 4), "case_id": "x"}
+    before = {k: v.clone() for k, v in sample.items() if isinstance(v, torch.Tensor)}
+    TripletAugmenter(AugmentConfig(flip_lr=1.0, xray_noise_std=0.1))(sample, torch.Generator().manual_seed(0))
+    assert all(torch.equal(sample[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"flip_lr": 1.5}, "flip_lr"),
+        ({"xray_gamma": (0.0, 1.0)}, "xray_gamma"),
+        ({"xray_gamma": (1.2, 0.8)}, "xray_gamma"),
+        ({"xray_noise_std": -0.1}, "xray_noise_std"),
+        ({"rotate": 10}, r"unknown augment settings \['rotate'\]"),
+    ],
+)
+def test_bad_augment_settings_raise(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AugmentConfig.from_mapping(settings)

@@ -1,0 +1,1 @@
+"""Tests of the X2CT-GAN networks."""

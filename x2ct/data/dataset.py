@@ -1,0 +1,130 @@
+"""The torch Dataset over per-case triplet files ``<root>/<case_id>/ct_xray_data.h5``.
+
+Files are opened lazily, once per item, inside whichever process reads it (a DataLoader worker or the main
+process) and closed again: the dataset holds no HDF5 handle, so it pickles for spawn workers and ddp_spawn.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from x2ct.data.augment import AugmentConfig, TripletAugmenter
+from x2ct.data.hdf5 import TRIPLET_FILENAME, TripletFileError, lateral_key, read_triplet
+from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, normalize_ct, normalize_xray
+
+Sample = dict[str, Any]
+TORCH_SEED_MODULUS = 2**63  # keeps a derived seed inside the range torch.Generator.manual_seed accepts
+
+
+class X2CTDataset(Dataset[Sample]):
+    """Normalized (CT, AP X-ray, lateral X-ray) samples of the listed cases.
+
+    Each item is ``{"ct": float32 (1, cube, cube, cube) in [0, 1], "xray1": float32 (1, S, S) in [0, 1],
+    "xray2": float32 (1, S, S) in [0, 1], "case_id": str}`` in canonical axes (D, H, W), S = ``xray_size``.
+    See :mod:`x2ct.data.normalization` for the scaling.
+
+    Args:
+        root: folder holding one ``<case_id>/ct_xray_data.h5`` per case.
+        case_ids: the cases of this split, in order (non-empty, no duplicates); every file must exist.
+        lateral_angle: which lateral view becomes ``xray2`` (90 -> dataset ``xray2``, 85 -> ``xray2_085``).
+        cube: CT edge length in voxels after resizing; None keeps the stored shape.
+        xray_size: X-ray edge length in pixels after resizing; None means ``cube`` (stored shape if both None).
+        ct_window_hu: ``(low, high)`` HU mapped to [0, 1]; default (-1024, 1476) = stored [0, 2500].
+        augment: augmentation settings (training only) or None for none.
+        augment_seed_offset: added to the process's ``torch.initial_seed()`` to seed the augmentation
+            generator (lets two datasets in one process draw different streams).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        case_ids: Sequence[str],
+        lateral_angle: float = 90,
+        cube: int | None = 128,
+        xray_size: int | None = None,
+        ct_window_hu: Sequence[float] = DEFAULT_CT_WINDOW_HU,
+        augment: AugmentConfig | None = None,
+        augment_seed_offset: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"data root {self.root} does not exist (or is not a folder)")
+        self.case_ids = [str(case_id) for case_id in case_ids]
+        if not self.case_ids:
+            raise ValueError(f"no cases given for the dataset under {self.root}")
+        duplicates = sorted({c for c in self.case_ids if self.case_ids.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"case ids listed more than once under {self.root}: {duplicates}")
+        missing = [str(self.path_of(c)) for c in self.case_ids if not self.path_of(c).is_file()]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise FileNotFoundError(f"{len(missing)} triplet file(s) missing: {shown}")
+        self.lateral_angle = float(lateral_angle)
+        lateral_key(self.lateral_angle)  # validates the angle now rather than at the first item
+        self.cube = _positive_or_none(cube, "cube")
+        self.xray_size = _positive_or_none(xray_size, "xray_size") if xray_size is not None else self.cube
+        self.window = CTWindow.from_pair(ct_window_hu)
+        self.augment = augment if augment is not None and not augment.is_identity else None
+        self._augmenter = TripletAugmenter(self.augment) if self.augment is not None else None
+        self.augment_seed_offset = int(augment_seed_offset)
+        self._generator: torch.Generator | None = None
+        self._generator_pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def path_of(self, case_id: str) -> Path:
+        """The triplet file of ``case_id``."""
+        return self.root / case_id / TRIPLET_FILENAME
+
+    def __getitem__(self, index: int) -> Sample:
+        case_id = self.case_ids[index]
+        path = self.path_of(case_id)
+        try:
+            triplet = read_triplet(path, self.lateral_angle)
+        except TripletFileError as error:
+            raise type(error)(f"case {case_id!r}: {error}") from error
+        sample: Sample = {
+            "ct": normalize_ct(triplet.ct_hu_plus_1024, self.cube, self.window)[None],
+            "xray1": normalize_xray(triplet.xray1, self.xray_size)[None],
+            "xray2": normalize_xray(triplet.xray2, self.xray_size)[None],
+            "case_id": case_id,
+        }
+        if self._augmenter is not None:
+            sample = self._augmenter(sample, self._process_generator())
+        return sample
+
+    def _process_generator(self) -> torch.Generator:
+        """The augmentation generator of the current process, seeded from ``torch.initial_seed()``.
+
+        In a DataLoader worker that seed is the worker's own (base seed + worker id; Lightning's
+        ``seed_everything(workers=True)`` derives it from the global seed and rank), in the main process it is
+        the global torch seed. The generator lives as long as the process, so persistent workers draw new
+        numbers every epoch. A copy made by pickling or forking gets a fresh one.
+        """
+        pid = os.getpid()
+        if self._generator is None or self._generator_pid != pid:
+            seed = (torch.initial_seed() + self.augment_seed_offset) % TORCH_SEED_MODULUS
+            self._generator = torch.Generator().manual_seed(seed)
+            self._generator_pid = pid
+        return self._generator
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_generator"] = None  # generators are process-local; re-seeded where the copy is used
+        state["_generator_pid"] = None
+        return state
+
+
+def _positive_or_none(value: int | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    return int(value)

@@ -1,0 +1,241 @@
+"""The X2CT-GAN LightningModule: one forward, a generator step, then a discriminator step on the detached fake.
+
+Batches are dicts from :class:`x2ct.data.datamodule.X2CTDataModule`: ``ct`` (N, 1, D, H, W) in [0, 1] and ``xray1`` /
+``xray2`` (N, 1, S, S) in [0, 1]. The generator maps the two X-rays to a volume (N, 1, D, H, W) (ReLU output, clamped
+to [0, 1] only for evaluation); the discriminator scores (volume, xray1, xray2) with a patch map.
+
+Networks and optimizers are given as Hydra configs (``_target_`` dicts; optimizers as ``_partial_`` configs), so a
+checkpoint holds everything needed to rebuild the model: ``X2CTGANModule.load_from_checkpoint(path)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchmetrics import MeanMetric
+
+from x2ct.metrics import mae0, psnr3d_legacy, ssim3d
+from x2ct.models.init import init_weights
+from x2ct.models.losses import LossWeights, discriminator_loss_terms, generator_loss_terms
+
+NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip")
+DEFAULT_ADAM: dict[str, Any] = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 2e-4, "betas": (0.5, 0.99)}
+
+
+def official_lr_lambda(n_constant: int, n_decay: int) -> Callable[[int], float]:
+    """The official policy, stepped once per epoch: multiplier 1 for the first ``n_constant - 1`` epochs, then
+    ``1 - (e + 1 - n_constant) / (n_decay + 1)`` for the 1-based epoch e, reaching 0 after ``n_constant + n_decay``
+    epochs (50 + 50 in the paper configuration: 1 - (e - 49) / 51)."""
+    if n_constant < 1 or n_decay < 0:
+        raise ValueError(f"need lr_constant_epochs >= 1 and lr_decay_epochs >= 0, got {n_constant}, {n_decay}")
+
+    def multiplier(epoch_index: int) -> float:  # 0-based epochs completed
+        return max(0.0, 1.0 - max(0, epoch_index + 2 - n_constant) / float(n_decay + 1))
+
+    return multiplier
+
+
+def _build(spec: nn.Module | Mapping[str, Any] | DictConfig) -> nn.Module:
+    if isinstance(spec, nn.Module):
+        return spec
+    return instantiate(spec, _convert_="all")
+
+
+def _plain(spec: Any) -> Any:
+    """Configs as plain containers for save_hyperparameters (modules are kept out)."""
+    if isinstance(spec, DictConfig):
+        return OmegaConf.to_container(spec, resolve=True)
+    return spec
+
+
+class X2CTGANModule(L.LightningModule):
+    """X2CT-GAN training with manual optimization of generator and discriminator.
+
+    Args:
+        generator, discriminator: ``nn.Module`` or a Hydra config (``_target_``) that builds one.
+        optimizer_g, optimizer_d: Hydra ``_partial_`` optimizer configs (default Adam 2e-4, betas (0.5, 0.99)).
+        loss: :class:`LossWeights` fields (adversarial 0.1, reconstruction 10, projection 10/3, kind "mse").
+        lr_constant_epochs, lr_decay_epochs: the official learning-rate policy (constant, then linear to 0).
+        gradient_clip_norm: clip each network's gradient norm before its step (None: no clipping).
+        init_std: N(0, std) initialization of conv/linear weights (None keeps the networks' own init).
+        on_nonfinite: "raise" stops with an error naming the step and loss term; "skip" drops that step.
+        val_ssim: compute 3D SSIM in validation (about 1 s per 128^3 volume on a CPU).
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module | Mapping[str, Any],
+        discriminator: nn.Module | Mapping[str, Any],
+        optimizer_g: Mapping[str, Any] | None = None,
+        optimizer_d: Mapping[str, Any] | None = None,
+        loss: Mapping[str, Any] | LossWeights | None = None,
+        lr_constant_epochs: int = 50,
+        lr_decay_epochs: int = 50,
+        gradient_clip_norm: float | None = None,
+        init_std: float | None = 0.02,
+        on_nonfinite: str = "raise",
+        val_ssim: bool = True,
+    ) -> None:
+        super().__init__()
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
+        if gradient_clip_norm is not None and gradient_clip_norm <= 0:
+            raise ValueError(f"gradient_clip_norm must be positive or None, got {gradient_clip_norm}")
+        self.automatic_optimization = False
+        modules = [
+            name for name, v in (("generator", generator), ("discriminator", discriminator)) if isinstance(v, nn.Module)
+        ]
+        self.save_hyperparameters(ignore=modules)
+        for key in ("generator", "discriminator", "optimizer_g", "optimizer_d", "loss"):
+            if key in self.hparams:
+                self.hparams[key] = _plain(self.hparams[key])
+        self.generator = _build(generator)
+        self.discriminator = _build(discriminator)
+        if init_std is not None:
+            init_weights(self.generator, std=init_std)
+            init_weights(self.discriminator, std=init_std)
+        if isinstance(loss, LossWeights):
+            self.loss_weights = loss
+        else:
+            self.loss_weights = LossWeights(**dict(loss or {}))
+        self.optimizer_specs = (dict(optimizer_g or DEFAULT_ADAM), dict(optimizer_d or DEFAULT_ADAM))
+        self.val_mae0 = MeanMetric()
+        self.val_psnr3d = MeanMetric()
+        self.val_ssim3d = MeanMetric()
+        self.skipped_steps = 0
+
+    # ------------------------------------------------------------------------------------------------ forward
+    def forward(self, xray1: torch.Tensor, xray2: torch.Tensor) -> torch.Tensor:
+        """Predicted volume (N, 1, D, H, W), not clamped."""
+        return self.generator(xray1, xray2)
+
+    @torch.no_grad()
+    def reconstruct(self, xray1: torch.Tensor, xray2: torch.Tensor) -> torch.Tensor:
+        """Predicted volume clamped to [0, 1] (evaluation / export)."""
+        return self(xray1, xray2).clamp(0.0, 1.0)
+
+    # ------------------------------------------------------------------------------------------- optimizers
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[dict[str, Any]]]:
+        opt_g = instantiate(self.optimizer_specs[0], _convert_="all")(self.generator.parameters())
+        opt_d = instantiate(self.optimizer_specs[1], _convert_="all")(self.discriminator.parameters())
+        policy = official_lr_lambda(self.hparams.lr_constant_epochs, self.hparams.lr_decay_epochs)
+        schedulers = [
+            {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, policy), "interval": "epoch", "name": f"lr_{n}"}
+            for n, opt in (("g", opt_g), ("d", opt_d))
+        ]
+        return [opt_g, opt_d], schedulers
+
+    def on_train_epoch_end(self) -> None:
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.hparams.gradient_clip_norm is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.hparams.gradient_clip_norm, gradient_clip_algorithm="norm"
+            )
+
+    # --------------------------------------------------------------------------------------------- training
+    def _finite_or_handle(self, terms: dict[str, torch.Tensor], network: str, batch: Mapping[str, Any]) -> bool:
+        """True if every term is finite; otherwise raise (policy "raise") or return False (policy "skip").
+
+        Under DDP the decision is shared so that every rank skips the same step."""
+        bad = [name for name, value in terms.items() if not torch.isfinite(value).all()]
+        any_bad = self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False) if self._trainer else bool(bad)
+        if not any_bad:
+            return True
+        where = f"epoch {self.current_epoch}, global step {self.global_step}, cases {list(batch.get('case_id', []))}"
+        if self.hparams.on_nonfinite == "raise":
+            values = {name: float(terms[name].detach().float().mean()) for name in bad} or {"(another rank)": math.nan}
+            raise FloatingPointError(
+                f"non-finite {network} loss {values} at {where}; lower the learning rate, enable "
+                "model.gradient_clip_norm, or set model.on_nonfinite=skip"
+            )
+        self.skipped_steps += 1
+        self.print(f"skipping the {network} step: non-finite loss terms {bad or '(another rank)'} at {where}")
+        return False
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        real, xray1, xray2 = batch["ct"], batch["xray1"], batch["xray2"]
+        fake = self.generator(xray1, xray2)
+
+        with self.toggled_optimizer(opt_g):
+            g_terms = generator_loss_terms(self.discriminator(fake, xray1, xray2), fake, real, self.loss_weights)
+            opt_g.zero_grad(set_to_none=True)
+            if self._finite_or_handle(g_terms, "generator", batch):
+                self.manual_backward(g_terms["total"])
+                opt_g.step()
+
+        with self.toggled_optimizer(opt_d):
+            d_terms = discriminator_loss_terms(
+                self.discriminator(real, xray1, xray2),
+                self.discriminator(fake.detach(), xray1, xray2),
+                self.loss_weights,
+            )
+            opt_d.zero_grad(set_to_none=True)
+            if self._finite_or_handle(d_terms, "discriminator", batch):
+                self.manual_backward(d_terms["total"])
+                opt_d.step()
+
+        batch_size = real.shape[0]
+        logged = {f"train/g_{k}": v.detach() for k, v in g_terms.items()}
+        logged |= {f"train/d_{k}": v.detach() for k, v in d_terms.items()}
+        self.log_dict(logged, on_step=True, on_epoch=True, prog_bar=False, batch_size=batch_size, sync_dist=True)
+        self.log(
+            "train/g_total",
+            g_terms["total"].detach(),
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+            batch_size=batch_size,
+        )
+        self.log(
+            "train/skipped_steps",
+            float(self.skipped_steps),
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="max",
+            batch_size=batch_size,
+            sync_dist=True,
+        )
+
+    # ------------------------------------------------------------------------------------------- evaluation
+    def _evaluate(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        real = batch["ct"]
+        fake = self.reconstruct(batch["xray1"], batch["xray2"])
+        self.val_mae0.update(mae0(real, fake))
+        self.val_psnr3d.update(psnr3d_legacy(real, fake))
+        if self.hparams.val_ssim:
+            self.val_ssim3d.update(ssim3d(real, fake))
+        return {"fake": fake}
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_metrics("val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_metrics("test")
+
+    def _log_eval_metrics(self, stage: str) -> None:
+        self.log(f"{stage}/MAE0", self.val_mae0.compute(), sync_dist=False)
+        self.log(f"{stage}/PSNR-3D", self.val_psnr3d.compute(), prog_bar=True, sync_dist=False)
+        if self.hparams.val_ssim:
+            self.log(f"{stage}/SSIM-3D", self.val_ssim3d.compute(), sync_dist=False)
+        for metric in (self.val_mae0, self.val_psnr3d, self.val_ssim3d):
+            metric.reset()
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        return self.reconstruct(batch["xray1"], batch["xray2"])

@@ -1,0 +1,81 @@
+"""``x2ct-train``: train X2CT-GAN on HDF5 triplets (Lightning + Hydra).
+
+x2ct-train experiment=demo
+x2ct-train experiment=paper data.root=data/colonog trainer=gpu logger=wandb
+x2ct-train experiment=paper data.root=data/colonog trainer=ddp trainer.devices=4 data.batch_size=1
+x2ct-train ... ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt      # resume
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from x2ct.config_dir import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a config group such as ``callbacks`` or ``logger``."""
+    if not group:
+        return []
+    return [instantiate(spec, _convert_="all") for spec in group.values() if spec and "_target_" in spec]
+
+
+def finish_wandb() -> None:
+    """Close the W&B run of this job, so that the next job of a multirun starts its own."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and optionally test) the model of ``cfg``; returns the final callback metrics as floats."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    model = instantiate(cfg.model)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({"config": config})
+    try:
+        if cfg.train:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if cfg.get("test"):
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+            metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
+    finally:
+        finish_wandb()
+    if trainer.is_global_zero:
+        checkpoints = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        log.info("output: %s; checkpoints: %s", cfg.paths.output_dir, checkpoints)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def _main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    name = cfg.get("optimized_metric")
+    if name and name in metrics:
+        return metrics[name]
+    return None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _main()
+
+
+if __name__ == "__main__":
+    main()
