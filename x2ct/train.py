@@ -36,6 +36,15 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job's config as plain containers, interpolations resolved, without Hydra's own node."""
+    return {
+        key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        for key, value in cfg.items()
+        if key != "hydra"
+    }
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the model of ``cfg``; returns the final callback metrics as floats."""
     L.seed_everything(cfg.seed, workers=True)
@@ -44,7 +53,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = resolved_config(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams({"config": config})
     try:

@@ -136,6 +136,7 @@ class X2CTDataModule(LightningDataModule):
         self.test_list = str(test_list)
         self.val_list = str(val_list) if val_list is not None else None
         self.save_hyperparameters()
+        self.hparams.root = str(self.root)  # plain types only: checkpoints load with torch's weights_only
 
         self._splits: Splits | None = None
         self._test_ids: list[str] | None = None

@@ -19,11 +19,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torchmetrics import MeanMetric
 
-from x2ct.metrics import mae0, psnr3d_legacy, ssim3d
 from x2ct.models.init import init_weights
 from x2ct.models.losses import LossWeights, discriminator_loss_terms, generator_loss_terms
+from x2ct.models.metric_tracker import ReconstructionMetrics
 
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip")
 DEFAULT_ADAM: dict[str, Any] = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 2e-4, "betas": (0.5, 0.99)}
@@ -106,9 +105,7 @@ class X2CTGANModule(L.LightningModule):
         else:
             self.loss_weights = LossWeights(**dict(loss or {}))
         self.optimizer_specs = (dict(optimizer_g or DEFAULT_ADAM), dict(optimizer_d or DEFAULT_ADAM))
-        self.val_mae0 = MeanMetric()
-        self.val_psnr3d = MeanMetric()
-        self.val_ssim3d = MeanMetric()
+        self.eval_metrics = ReconstructionMetrics(ssim=val_ssim)
         self.skipped_steps = 0
 
     # ------------------------------------------------------------------------------------------------ forward
@@ -186,16 +183,17 @@ class X2CTGANModule(L.LightningModule):
                 opt_d.step()
 
         batch_size = real.shape[0]
-        logged = {f"train/g_{k}": v.detach() for k, v in g_terms.items()}
+        logged = {f"train/g_{k}": v.detach() for k, v in g_terms.items() if k != "total"}
         logged |= {f"train/d_{k}": v.detach() for k, v in d_terms.items()}
-        self.log_dict(logged, on_step=True, on_epoch=True, prog_bar=False, batch_size=batch_size, sync_dist=True)
+        self.log_dict(logged, on_step=True, on_epoch=True, batch_size=batch_size, sync_dist=True)
         self.log(
             "train/g_total",
             g_terms["total"].detach(),
             prog_bar=True,
             on_step=True,
-            on_epoch=False,
+            on_epoch=True,
             batch_size=batch_size,
+            sync_dist=True,
         )
         self.log(
             "train/skipped_steps",
@@ -209,12 +207,8 @@ class X2CTGANModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------- evaluation
     def _evaluate(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        real = batch["ct"]
         fake = self.reconstruct(batch["xray1"], batch["xray2"])
-        self.val_mae0.update(mae0(real, fake))
-        self.val_psnr3d.update(psnr3d_legacy(real, fake))
-        if self.hparams.val_ssim:
-            self.val_ssim3d.update(ssim3d(real, fake))
+        self.eval_metrics.update(batch["ct"], fake)
         return {"fake": fake}
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
@@ -230,12 +224,9 @@ class X2CTGANModule(L.LightningModule):
         self._log_eval_metrics("test")
 
     def _log_eval_metrics(self, stage: str) -> None:
-        self.log(f"{stage}/MAE0", self.val_mae0.compute(), sync_dist=False)
-        self.log(f"{stage}/PSNR-3D", self.val_psnr3d.compute(), prog_bar=True, sync_dist=False)
-        if self.hparams.val_ssim:
-            self.log(f"{stage}/SSIM-3D", self.val_ssim3d.compute(), sync_dist=False)
-        for metric in (self.val_mae0, self.val_psnr3d, self.val_ssim3d):
-            metric.reset()
+        for name, value in self.eval_metrics.compute().items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "PSNR-3D")
+        self.eval_metrics.reset()
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         return self.reconstruct(batch["xray1"], batch["xray2"])

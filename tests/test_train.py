@@ -1,0 +1,106 @@
+"""``x2ct-train``: the Hydra app end to end on tiny triplets (fast_dev_run, loggers, resume, DDP on CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import TINY_TRAIN_OVERRIDES, compose_train_config, write_tiny_triplets
+from x2ct.models.gan_module import official_lr_lambda
+from x2ct.train import train
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_triplets(tmp_path_factory.mktemp("triplets"), n_train=4, n_test=2, cube=32)
+
+
+def test_fast_dev_run(data_root: Path, tmp_path: Path) -> None:
+    cfg = compose_train_config(tmp_path, [f"data.root={data_root}", *TINY_TRAIN_OVERRIDES, "debug=fdr", "test=true"])
+    metrics = train(cfg)
+    assert {"val/MAE0", "val/PSNR-3D", "test/MAE0", "train/g_total_epoch"} <= set(metrics)
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+
+
+def test_csv_and_offline_wandb_loggers(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    overrides = [
+        f"data.root={data_root}",
+        *TINY_TRAIN_OVERRIDES,
+        "logger=many_loggers",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "tags=[unit]",
+        "group=unit-test",
+    ]
+    try:
+        train(compose_train_config(tmp_path, overrides))
+    finally:
+        wandb.teardown()
+    metrics_csv = next((tmp_path / "csv").rglob("metrics.csv")).read_text()
+    assert "val/PSNR-3D" in metrics_csv and "train/g_reconstruction_epoch" in metrics_csv
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].rglob("media/images/val/triplanar/*.png"))  # media from the callback reached W&B
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert wandb.run is None  # finished after the job
+
+
+def test_resume_continues_epochs_optimizers_and_schedulers(data_root: Path, tmp_path: Path) -> None:
+    base = [
+        f"data.root={data_root}",
+        *TINY_TRAIN_OVERRIDES,
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "model.lr_constant_epochs=1",
+        "model.lr_decay_epochs=3",
+    ]
+    first = tmp_path / "first"
+    train(compose_train_config(first, [*base, "trainer.max_epochs=1"]))
+    last = first / "checkpoints" / "last.ckpt"
+    second = tmp_path / "second"
+    train(compose_train_config(second, [*base, "trainer.max_epochs=2", f"ckpt_path={last}"]))
+    checkpoint = torch.load(second / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 8  # 2 epochs x 2 batches x (G + D)
+    assert [s["last_epoch"] for s in checkpoint["lr_schedulers"]] == [2, 2]
+    assert checkpoint["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(2e-4 * official_lr_lambda(1, 3)(2))
+    adam_steps = {int(state["step"]) for opt in checkpoint["optimizer_states"] for state in opt["state"].values()}
+    assert adam_steps == {4}  # each optimizer stepped on 4 batches across the two runs
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_keeps_ranks_identical(data_root: Path, tmp_path: Path) -> None:
+    """``trainer=ddp_cpu`` through the console script (a clean subprocess: the ddp launcher re-runs the command)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST", "MASTER_", "LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK"))
+    }
+    env |= {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    exe = Path(sys.executable).parent / "x2ct-train"
+    args = [
+        str(exe),
+        f"data.root={data_root}",
+        *TINY_TRAIN_OVERRIDES,
+        "trainer=ddp_cpu",
+        "callbacks=fingerprint",
+        "trainer.max_epochs=2",
+        "trainer.limit_val_batches=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads((tmp_path / "run" / "fingerprints" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in records] == [2, 2]
+    assert records[0]["global_step"] == records[1]["global_step"] > 0
+    assert records[0]["digest"] == records[1]["digest"]
