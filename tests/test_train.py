@@ -104,3 +104,20 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_identical(data_root: Path, tmp_pat
     assert [r["world_size"] for r in records] == [2, 2]
     assert records[0]["global_step"] == records[1]["global_step"] > 0
     assert records[0]["digest"] == records[1]["digest"]
+
+
+def test_single_view_baseline_config(data_root: Path, tmp_path: Path) -> None:
+    overrides = [o for o in TINY_TRAIN_OVERRIDES if "fused_decoder_convs" not in o]
+    cfg = compose_train_config(
+        tmp_path,
+        [
+            f"data.root={data_root}",
+            "model/generator=single_view",
+            "model.generator.view=xray2",
+            *overrides,
+            "debug=fdr",
+        ],
+    )
+    assert cfg.model.generator._target_ == "x2ct.models.SingleViewGenerator"
+    metrics = train(cfg)
+    assert "val/PSNR-3D" in metrics

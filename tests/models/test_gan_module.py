@@ -142,3 +142,14 @@ def test_checkpoint_rebuilds_the_model_and_holds_both_optimizers(data_root: Path
     restored.eval()
     assert torch.equal(module.reconstruct(x1, x2), restored.reconstruct(x1, x2))
     assert {"val/MAE0", "val/PSNR-3D"} <= set(trainer.callback_metrics)
+
+
+def test_bf16_mixed_precision_step(data_root: Path, tmp_path: Path) -> None:
+    module = tiny_module()
+    before = [p.detach().clone() for p in module.generator.parameters()]
+    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="bf16-mixed")
+    trainer.fit(module, datamodule=X2CTDataModule(data_root, cube=CUBE, val_fraction=0.0))
+    assert trainer.precision == "bf16-mixed"
+    after = list(module.generator.parameters())
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in after)  # fp32 master weights
+    assert any(not torch.equal(a, p) for a, p in zip(before, after, strict=True))
