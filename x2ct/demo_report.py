@@ -63,18 +63,6 @@ def _test_trainer() -> L.Trainer:
     )
 
 
-def _test_trainer() -> L.Trainer:
-    """A single-device CPU trainer for exact test metrics (one per model: logged keys must not clash)."""
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-
-
 def compare(run_dir: Path, data_root: Path | None, out_dir: Path, n_figures: int = 2) -> dict[str, Any]:
     """Test metrics of the run's model and of the mean-volume baseline; figures of the first test cases."""
     ckpt = find_checkpoint(run_dir)
