@@ -35,11 +35,12 @@ demo: $(STAMP)
 		trainer=$(DEMO_TRAINER) logger=many_loggers hydra.run.dir=$(DEMO_OUT)/train $(DEMO_TRAIN_ARGS)
 	$(BIN)/python -m x2ct.demo_report --run-dir $(DEMO_OUT)/train --out $(DEMO_OUT)/report
 
+# OMP_WAIT_POLICY=PASSIVE: torch threads do not spin while the other test worker uses the cores.
 test: $(STAMP)
-	WANDB_MODE=disabled $(BIN)/python -m pytest -m "not full" -n 2 $(PYTEST_ARGS)
+	WANDB_MODE=disabled OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -m "not full" -n 2 $(PYTEST_ARGS)
 
 test-full: $(STAMP)
-	WANDB_MODE=disabled $(BIN)/python -m pytest $(PYTEST_ARGS)
+	WANDB_MODE=disabled OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check x2ct tests benchmarks

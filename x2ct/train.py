@@ -9,6 +9,7 @@ x2ct-train ... ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt      # r
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -45,6 +46,27 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The best checkpoint by the monitored metric, else the last one, else None."""
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return None
+    return callback.best_model_path or callback.last_model_path or None
+
+
+def evaluate_after_training(cfg: DictConfig, ckpt_path: str | None) -> dict[str, float]:
+    """x2ct-eval's metrics of ``ckpt_path`` on the job's own data, written to ``<output_dir>/eval``."""
+    from x2ct.evaluate import EvaluationSettings, evaluate_checkpoint
+
+    if not ckpt_path:
+        raise RuntimeError("evaluation.enabled=true needs a checkpoint: keep the model_checkpoint callback")
+    options = {k: v for k, v in cfg.evaluation.items() if k != "enabled"}
+    options["figure_hu_window"] = tuple(options["figure_hu_window"])
+    data = {"root": cfg.data.root, "lateral_angle": cfg.data.lateral_angle}
+    result = evaluate_checkpoint(ckpt_path, data, Path(cfg.paths.output_dir) / "eval", EvaluationSettings(**options))
+    return {f"eval/{k}": float(v) for k, v in result.metrics.items()}
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the model of ``cfg``; returns the final callback metrics as floats."""
     L.seed_everything(cfg.seed, workers=True)
@@ -60,10 +82,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.train:
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        best = best_checkpoint(trainer)
         if cfg.get("test"):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best)
             metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
+        evaluation = cfg.get("evaluation")
+        if evaluation and evaluation.enabled and trainer.is_global_zero:
+            metrics |= evaluate_after_training(cfg, best)
     finally:
         finish_wandb()
     if trainer.is_global_zero:

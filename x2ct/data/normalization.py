@@ -154,3 +154,13 @@ def normalize_xray(image: np.ndarray | torch.Tensor, size: int | None) -> torch.
     if size is not None:
         tensor = resize_image(tensor, (size, size))
     return tensor / XRAY_MAX_VALUE
+
+
+def resampled_spacing(spacing_mm: Sequence[float], stored_shape: Sequence[int], cube: int) -> np.ndarray:
+    """Voxel size (mm, per axis) of a volume of ``stored_shape`` at ``spacing_mm`` after :func:`resize_volume` to
+    ``cube``: the resize is corner-aligned (first and last voxel centres stay), so spacing * (n - 1) / (cube - 1)."""
+    stored = np.asarray(spacing_mm, dtype=float).reshape(-1)
+    shape = np.asarray(stored_shape, dtype=float).reshape(-1)
+    if cube < 2 or np.any(shape < 2):
+        return stored * shape / cube
+    return stored * (shape - 1) / (cube - 1)

@@ -11,6 +11,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+DEFAULT_FILE_MODE = 0o666
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
@@ -25,6 +33,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, DEFAULT_FILE_MODE & ~_current_umask())  # mkstemp makes 0600; a normal file follows the umask
     try:
         yield tmp
         os.replace(tmp, final)

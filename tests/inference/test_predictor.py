@@ -1,0 +1,163 @@
+"""X-ray pair -> CT volume in HU: preprocessing, the model call, HU scaling, grid and orientation of the output."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from tests.inference.helpers import CUBE, TRAINING_SPACING_MM, synthetic_xray, write_tiny_checkpoint, write_xray_pair
+from x2ct.data.nifti_io import save_volume_nifti
+from x2ct.data.volume import Volume
+from x2ct.data.xray_io import XrayNotFoundError, XrayReadError
+from x2ct.inference.predictor import Predictor, centered_affine
+from x2ct.inference.preview import build_preview_figure, preview_image
+
+WINDOW_HU = (-1024.0, 1476.0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint_path: Path) -> Predictor:
+    return Predictor.from_checkpoint(checkpoint_path)
+
+
+# ------------------------------------------------------------------------------------- orientation (no model)
+def test_writer_puts_the_superior_anterior_right_corner_at_positive_ras(tmp_path: Path) -> None:
+    shape, spacing = (32, 24, 20), (2.0, 1.5, 1.0)
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[:4, :4, :4] = 1000.0  # canonical index 0 on every axis: superior, anterior, patient's right
+    volume = Volume(hu=hu, labels=None, spacing=spacing, affine=centered_affine(shape, spacing), case_id="marker")
+    image = nib.load(save_volume_nifti(volume, tmp_path / "marker.nii.gz"))
+    assert nib.aff2axcodes(image.affine) == ("I", "P", "L")
+    assert image.header.get_zooms() == pytest.approx(spacing)
+    data = np.asarray(image.dataobj)
+    marker_index = np.argwhere(data > 0).mean(axis=0)
+    x, y, z = nib.affines.apply_affine(image.affine, marker_index)
+    assert x > 0 and y > 0 and z > 0  # right (+x), anterior (+y), superior (+z) in RAS
+    centre = nib.affines.apply_affine(image.affine, (np.asarray(shape) - 1) / 2)
+    np.testing.assert_allclose(centre, 0.0, atol=1e-9)  # the volume centre at world (0, 0, 0)
+    # The extent along each world axis is (n - 1) * spacing of the matching array axis.
+    np.testing.assert_allclose(
+        nib.affines.apply_affine(image.affine, [0, 0, 0]), [(20 - 1) * 1.0 / 2, (24 - 1) * 1.5 / 2, (32 - 1) * 2.0 / 2]
+    )
+
+
+# --------------------------------------------------------------------------------------------- prediction
+def test_prediction_shape_dtype_window_and_training_spacing(predictor: Predictor, tmp_path: Path) -> None:
+    ap, lateral = write_xray_pair(tmp_path, "png8")
+    prediction = predictor.predict_files(ap, lateral)
+    volume = prediction.volume
+    assert volume.shape == (CUBE, CUBE, CUBE) and volume.hu.dtype == np.float32
+    assert WINDOW_HU[0] <= float(volume.hu.min()) and float(volume.hu.max()) <= WINDOW_HU[1]
+    assert volume.spacing == TRAINING_SPACING_MM
+    assert "training data" in volume.meta["spacing_source"]
+    np.testing.assert_allclose(volume.affine, centered_affine(volume.shape, TRAINING_SPACING_MM))
+    assert prediction.xray1.shape == (CUBE, CUBE) and prediction.xray1.dtype == np.uint8
+    assert volume.meta["preprocess"] == "paper" and volume.meta["ap_path"] == str(ap)
+
+
+def test_hu_is_the_model_output_through_the_checkpoint_window(predictor: Predictor) -> None:
+    rng = np.random.default_rng(3)
+    xray1, xray2 = (rng.integers(0, 256, (CUBE, CUBE), dtype=np.uint8) for _ in range(2))
+    with torch.no_grad():
+        expected = predictor.model.reconstruct(
+            torch.from_numpy(xray1 / 255.0).float()[None, None], torch.from_numpy(xray2 / 255.0).float()[None, None]
+        )[0, 0].numpy()
+    unit = predictor.reconstruct_unit(xray1, xray2)
+    np.testing.assert_allclose(unit, expected, atol=1e-6)
+    volume = predictor.to_volume(unit)
+    np.testing.assert_allclose(volume.hu, expected * 2500.0 - 1024.0, atol=1e-3)
+
+
+def test_8bit_16bit_png_and_dicom_give_the_same_inputs(predictor: Predictor, tmp_path: Path) -> None:
+    results = {kind: predictor.predict_files(*write_xray_pair(tmp_path / kind, kind)) for kind in ("png8", "png16")}
+    np.testing.assert_array_equal(results["png8"].xray1, results["png16"].xray1)
+    np.testing.assert_array_equal(results["png8"].xray2, results["png16"].xray2)
+    np.testing.assert_array_equal(results["png8"].volume.hu, results["png16"].volume.hu)
+    dicom = predictor.predict_files(*write_xray_pair(tmp_path / "dicom", "dicom"))
+    # DICOM without a window is min-max normalized on reading, PNG is not: the same picture after the paper
+    # crop and stretch, up to uint8 rounding at the crop's edges.
+    difference = np.abs(dicom.xray1.astype(int) - results["png8"].xray1.astype(int))
+    assert difference.mean() < 2.0
+    assert np.corrcoef(dicom.xray1.ravel(), results["png8"].xray1.ravel())[0, 1] > 0.99
+    assert dicom.volume.shape == (CUBE, CUBE, CUBE)
+
+
+def test_aligned_mode_only_resizes_and_paper_mode_crops(predictor: Predictor) -> None:
+    image = synthetic_xray(rows=CUBE, cols=CUBE)  # already the model's size
+    aligned = predictor.predict_images(image, image, preprocess="aligned")
+    np.testing.assert_array_equal(aligned.xray1, image)  # whole field of view, untouched
+    paper = predictor.predict_images(image, image, preprocess="paper")
+    assert paper.xray1.min() == 0 and paper.xray1.max() == 255  # cropped to the body and min-max stretched
+    assert not np.array_equal(paper.xray1, image)
+
+
+def test_configured_spacing_when_training_data_is_unreachable(checkpoint_path: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "moved.ckpt"
+    shutil.copy(checkpoint_path, moved)
+    no_lookup = Predictor.from_checkpoint(moved, spacing_mm=2.5, use_training_spacing=False)
+    assert no_lookup.spacing_mm == (2.5, 2.5, 2.5)
+    assert no_lookup.provenance["spacing_source"] == "spacing_mm setting"
+    anisotropic = Predictor.from_checkpoint(moved, spacing_mm=[1.0, 0.5, 0.5], use_training_spacing=False)
+    assert anisotropic.to_volume(np.zeros((CUBE,) * 3, np.float32)).spacing == (1.0, 0.5, 0.5)
+    with pytest.raises(ValueError, match="spacing_mm must be a positive number"):
+        Predictor.from_checkpoint(moved, spacing_mm=0.0, use_training_spacing=False)
+
+
+def test_paper_preprocess_options_are_used(checkpoint_path: Path) -> None:
+    image = synthetic_xray()
+    default = Predictor.from_checkpoint(checkpoint_path).preprocess(image)
+    with_margin = Predictor.from_checkpoint(checkpoint_path, paper_preprocess_options={"margin": 10}).preprocess(image)
+    assert not np.array_equal(default, with_margin)
+
+
+# ------------------------------------------------------------------------------------------------- errors
+def test_missing_blank_and_non_image_files_name_the_file(predictor: Predictor, tmp_path: Path) -> None:
+    ap, lateral = write_xray_pair(tmp_path, "png8")
+    with pytest.raises(XrayNotFoundError, match=r"nope\.png does not exist"):
+        predictor.predict_files(tmp_path / "nope.png", lateral)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(XrayReadError, match=r"notes\.png is not a readable image"):
+        predictor.predict_files(ap, text)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((40, 40), 128, np.uint8))
+    with pytest.raises(XrayReadError, match=r"blank\.png is blank"):
+        predictor.predict_files(blank, lateral)
+
+
+def test_unknown_preprocess_mode(predictor: Predictor) -> None:
+    image = synthetic_xray()
+    with pytest.raises(ValueError, match="preprocess must be one of"):
+        predictor.predict_images(image, image, preprocess="crop")  # type: ignore[arg-type]
+
+
+def test_wrong_input_size_for_the_network(predictor: Predictor) -> None:
+    small = np.zeros((CUBE // 2, CUBE // 2), np.uint8)
+    with pytest.raises(ValueError, match=rf"xray1 must be uint8 \({CUBE}, {CUBE}\)"):
+        predictor.reconstruct_unit(small, small)
+
+
+# ------------------------------------------------------------------------------------------------ preview
+def test_preview_shows_inputs_and_hu_slices(predictor: Predictor) -> None:
+    prediction = predictor.predict_images(synthetic_xray(), synthetic_xray(lateral=True))
+    fig = build_preview_figure(prediction.volume, prediction.xray1, prediction.xray2, hu_window=(-500.0, 1000.0))
+    labels = {ax.get_label() for ax in fig.axes}
+    assert {"input/ap", "input/lateral", "prediction/axial", "prediction/coronal", "prediction/sagittal"} <= labels
+    coronal = next(ax for ax in fig.axes if ax.get_label() == "prediction/coronal").images[0]
+    assert coronal.get_clim() == (-500.0, 1000.0)  # slices are shown in HU
+    np.testing.assert_array_equal(coronal.get_array(), prediction.volume.hu[:, CUBE // 2, :])
+    rgb = preview_image(prediction.volume, prediction.xray1, prediction.xray2)
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+    with pytest.raises(ValueError, match="low < high"):
+        build_preview_figure(prediction.volume, prediction.xray1, prediction.xray2, hu_window=(100.0, 100.0))

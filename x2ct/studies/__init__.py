@@ -1,0 +1,1 @@
+"""Studies: turn multirun folders into paper-style tables and plots."""
