@@ -67,13 +67,6 @@ def compose_train_with_hydra(overrides: list[str]) -> DictConfig:
         return compose(config_name="train", overrides=overrides, return_hydra_config=True)
 
 
-def hparams_search_override(name: str) -> str:
-    """``hparams_search=<name>``, or ``+hparams_search=<name>`` while conf/train.yaml has no such default."""
-    defaults = OmegaConf.load(Path(CONFIG_DIR) / "train.yaml").defaults
-    has_group = any(isinstance(entry, DictConfig) and "hparams_search" in entry for entry in defaults)
-    return f"{'' if has_group else '+'}hparams_search={name}"
-
-
 def wandb_records(path: Path) -> Iterator[bytes]:
     """The serialized protobuf records of a W&B offline run file (``run-<id>.wandb``)."""
     data = path.read_bytes()
@@ -174,7 +167,7 @@ def test_optuna_config_searches_loss_weights_and_lr() -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason=OPTUNA_EXTRA)
     from hydra.core.hydra_config import HydraConfig
 
-    cfg = compose_train_with_hydra([hparams_search_override("optuna")])
+    cfg = compose_train_with_hydra(["hparams_search=optuna"])
     HydraConfig().set_config(cfg)  # the job config's `group` interpolates ${hydra:sweeper.study_name}
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper")
@@ -199,7 +192,7 @@ def test_optuna_study_of_two_trials_writes_its_sqlite_storage(data_root: Path, t
     sweep_dir = tmp_path / "sweep"
     done = run_train_multirun(
         [
-            hparams_search_override("optuna"),
+            "hparams_search=optuna",
             f"data.root={data_root}",
             *TINY_TRAIN_OVERRIDES,
             *SHORT_FIT,
@@ -234,7 +227,7 @@ def test_optuna_study_goes_on_after_a_failed_trial(data_root: Path, tmp_path: Pa
     sweep_dir = tmp_path / "sweep"
     done = run_train_multirun(
         [
-            hparams_search_override("optuna"),
+            "hparams_search=optuna",
             "model.on_nonfinite=choice(raise,not-a-policy)",  # the config's sampler seed 0 takes the invalid one first
             f"data.root={data_root}",
             *TINY_TRAIN_OVERRIDES,
@@ -252,3 +245,29 @@ def test_optuna_study_goes_on_after_a_failed_trial(data_root: Path, tmp_path: Pa
     assert [t.params["model.on_nonfinite"] for t in trials] == ["not-a-policy", "raise"]
     assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
     assert OmegaConf.load(sweep_dir / "optimization_results.yaml").best_value == pytest.approx(trials[1].value)
+
+
+@pytest.mark.slow
+def test_basic_multirun_with_ddp_spawn_on_two_cpu_processes(data_root: Path, tmp_path: Path) -> None:
+    """The recipe for a multi-GPU box without SLURM: DDP inside each job of a multirun through ``ddp_spawn``
+    (the ``ddp`` launcher would re-run the sweep). Two jobs, two ranks each, identical weights per job."""
+    sweep = tmp_path / "sweep"
+    args = [
+        f"data.root={data_root}",
+        *TINY_TRAIN_OVERRIDES,
+        *SHORT_FIT,
+        "trainer=ddp_cpu",
+        "trainer.strategy=ddp_spawn_find_unused_parameters_true",
+        "callbacks=fingerprint",
+        "logger=csv",
+        "model.loss.projection=1.0,2.0",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    done = run_train_multirun(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for job in ("0", "1"):
+        records = [json.loads((sweep / job / "fingerprints" / f"rank{r}.json").read_text()) for r in (0, 1)]
+        assert [r["world_size"] for r in records] == [2, 2]
+        assert records[0]["digest"] == records[1]["digest"]
+    digests = {json.loads((sweep / job / "fingerprints" / "rank0.json").read_text())["digest"] for job in ("0", "1")}
+    assert len(digests) == 2  # the two jobs trained different models
