@@ -9,6 +9,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -65,6 +66,27 @@ def compose_train_with_hydra(overrides: list[str]) -> DictConfig:
     """The ``train`` config with its ``hydra`` node (launcher, sweeper), as ``x2ct-train -m`` composes it."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+
+
+def run_optuna_study(data_root: Path, sweep_dir: Path, tmp_path: Path, *extra: str) -> Any:
+    """A 2-trial ``hparams_search=optuna`` study on tiny data through the console script; returns the optuna study
+    loaded from its sqlite storage (after checking the sweep exited with status 0)."""
+    import optuna
+
+    args = [
+        "hparams_search=optuna",
+        *extra,
+        f"data.root={data_root}",
+        *TINY_TRAIN_OVERRIDES,
+        *SHORT_FIT,
+        "logger=csv",
+        "callbacks=model_checkpoint",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    done = run_train_multirun(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return optuna.load_study(study_name="x2ct_loss_weights", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
 
 
 def wandb_records(path: Path) -> Iterator[bytes]:
@@ -190,21 +212,7 @@ def test_optuna_study_of_two_trials_writes_its_sqlite_storage(data_root: Path, t
     import optuna
 
     sweep_dir = tmp_path / "sweep"
-    done = run_train_multirun(
-        [
-            "hparams_search=optuna",
-            f"data.root={data_root}",
-            *TINY_TRAIN_OVERRIDES,
-            *SHORT_FIT,
-            "logger=csv",
-            "callbacks=model_checkpoint",
-            "hydra.sweeper.n_trials=2",
-            f"hydra.sweep.dir={sweep_dir}",
-        ],
-        tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    study = optuna.load_study(study_name="x2ct_loss_weights", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    study = run_optuna_study(data_root, sweep_dir, tmp_path)
     trials = study.get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert trials[0].params != trials[1].params
@@ -225,22 +233,8 @@ def test_optuna_study_goes_on_after_a_failed_trial(data_root: Path, tmp_path: Pa
     import optuna
 
     sweep_dir = tmp_path / "sweep"
-    done = run_train_multirun(
-        [
-            "hparams_search=optuna",
-            "model.on_nonfinite=choice(raise,not-a-policy)",  # the config's sampler seed 0 takes the invalid one first
-            f"data.root={data_root}",
-            *TINY_TRAIN_OVERRIDES,
-            *SHORT_FIT,
-            "logger=csv",
-            "callbacks=model_checkpoint",
-            "hydra.sweeper.n_trials=2",
-            f"hydra.sweep.dir={sweep_dir}",
-        ],
-        tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    study = optuna.load_study(study_name="x2ct_loss_weights", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    # the config's sampler (seed 0) draws the invalid value first
+    study = run_optuna_study(data_root, sweep_dir, tmp_path, "model.on_nonfinite=choice(raise,not-a-policy)")
     trials = study.get_trials()
     assert [t.params["model.on_nonfinite"] for t in trials] == ["not-a-policy", "raise"]
     assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
-from x2ct.data.datamodule import X2CTDataModule
+from x2ct.evaluate import load_checkpoint
 from x2ct.models.baseline import MeanVolumeBaseline
-from x2ct.models.gan_module import X2CTGANModule
 from x2ct.utils.atomic import atomic_write_text
 from x2ct.viz.figures import save_png, triplanar_figure
 
@@ -39,18 +37,6 @@ def find_checkpoint(run_dir: Path) -> Path:
     raise FileNotFoundError(f"no checkpoint {CHECKPOINT_NAMES} under {run_dir / 'checkpoints'}")
 
 
-def datamodule_from_checkpoint(path: Path, data_root: Path | None) -> X2CTDataModule:
-    """The data module the run trained with (its saved hyper-parameters), optionally on another root."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    params: dict[str, Any] = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-    if not params:
-        raise ValueError(f"{path} holds no data-module hyper-parameters; pass a checkpoint written by x2ct-train")
-    if data_root is not None:
-        params["root"] = str(data_root)
-    params["num_workers"] = 0
-    return X2CTDataModule(**params)
-
-
 def _test_trainer() -> L.Trainer:
     """A single-device CPU trainer for exact test metrics (one per model: logged keys must not clash)."""
     return L.Trainer(
@@ -66,12 +52,12 @@ def _test_trainer() -> L.Trainer:
 def compare(run_dir: Path, data_root: Path | None, out_dir: Path, n_figures: int = 2) -> dict[str, Any]:
     """Test metrics of the run's model and of the mean-volume baseline; figures of the first test cases."""
     ckpt = find_checkpoint(run_dir)
-    datamodule = datamodule_from_checkpoint(ckpt, data_root)
-    model = X2CTGANModule.load_from_checkpoint(ckpt, map_location="cpu")
+    model, datamodule = load_checkpoint(ckpt, {"root": None if data_root is None else str(data_root)}, "cpu")
     model_metrics = _test_trainer().test(model, datamodule=datamodule, verbose=False)[0]
     datamodule.setup("fit")
     baseline = MeanVolumeBaseline().fit_mean(DataLoader(datamodule.train_set, batch_size=1))
     baseline_metrics = _test_trainer().test(baseline, datamodule=datamodule, verbose=False)[0]
+    names = [name for name in METRICS if f"test/{name}" in model_metrics]  # SSIM-3D only when the model has val_ssim
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = []
@@ -92,13 +78,12 @@ def compare(run_dir: Path, data_root: Path | None, out_dir: Path, n_figures: int
         "checkpoint": str(ckpt),
         "data_root": str(datamodule.hparams.root),
         "n_test_cases": len(datamodule.test_set),
-        "model": {name: model_metrics[f"test/{name}"] for name in METRICS},
-        "mean_volume_baseline": {name: baseline_metrics[f"test/{name}"] for name in METRICS},
+        "model": {name: model_metrics[f"test/{name}"] for name in names},
+        "mean_volume_baseline": {name: baseline_metrics[f"test/{name}"] for name in names},
         "figures": figures,
     }
     report["model_beats_baseline"] = {
-        name: (report["model"][name] > report["mean_volume_baseline"][name]) == HIGHER_IS_BETTER[name]
-        for name in METRICS
+        name: (report["model"][name] > report["mean_volume_baseline"][name]) == HIGHER_IS_BETTER[name] for name in names
     }
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out_dir / "report.md", format_report(report))
@@ -112,7 +97,7 @@ def format_report(report: dict[str, Any]) -> str:
         "| metric | model | mean-volume baseline | better |",
         "|---|---|---|---|",
     ]
-    for name in METRICS:
+    for name in report["model"]:
         better = "model" if report["model_beats_baseline"][name] else "baseline"
         lines.append(
             f"| {name} | {report['model'][name]:.4f} | {report['mean_volume_baseline'][name]:.4f} | {better} |"

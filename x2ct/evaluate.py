@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import hydra
 import numpy as np
 import torch
@@ -31,11 +32,10 @@ from tqdm import tqdm
 
 from x2ct.config_dir import CONFIG_DIR
 from x2ct.data.datamodule import X2CTDataModule
-from x2ct.data.hdf5 import read_triplet
 from x2ct.data.nifti_io import save_volume_nifti
 from x2ct.data.normalization import ct_to_hu, resampled_spacing
 from x2ct.data.volume import Volume, canonical_affine
-from x2ct.inference.checkpoint import load_x2ct_checkpoint, read_checkpoint
+from x2ct.inference.checkpoint import load_x2ct_checkpoint
 from x2ct.metrics import (
     LEGACY_METRIC_NAMES,
     legacy_x2ct_metrics,
@@ -82,15 +82,13 @@ def load_checkpoint(
 ) -> tuple[X2CTGANModule, X2CTDataModule]:
     """The model of an x2ct-train checkpoint and its data module (trained settings, ``data_overrides`` on top).
 
-    The checkpoint is read with torch's ``weights_only`` loader and checked to be an X2CT-GAN checkpoint; errors
-    name the file."""
-    checkpoint = read_checkpoint(ckpt_path)
-    params = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-    params |= {key: value for key, value in data_overrides.items() if value is not None}
+    The checkpoint is read once, with torch's ``weights_only`` loader, and checked to be an X2CT-GAN checkpoint;
+    errors name the file."""
+    loaded = load_x2ct_checkpoint(ckpt_path, device=device)
+    params = loaded.datamodule_params | {key: value for key, value in data_overrides.items() if value is not None}
     if "root" not in params:
         raise ValueError(f"{ckpt_path} does not say which data it was trained on: pass data.root=...")
     params["num_workers"] = 0
-    loaded = load_x2ct_checkpoint(ckpt_path, device=device)
     return loaded.model, X2CTDataModule(**params)
 
 
@@ -205,11 +203,13 @@ def evaluate_checkpoint(
 
 
 def _spacing(dataset: Any, case_id: str, cube: int) -> tuple[float, float, float]:
-    """The case's voxel size on the model's cube (its prepared spacing, 1 mm for official files, resampled)."""
-    triplet = read_triplet(dataset.path_of(case_id))
-    stored = triplet.attrs.get("spacing_mm")
+    """The case's voxel size on the model's cube (its prepared spacing, 1 mm for official files, resampled).
+    Reads only the file's attributes and the CT's shape, not its data."""
+    with h5py.File(dataset.path_of(case_id), "r") as h5:
+        stored = h5.attrs.get("spacing_mm")
+        shape = h5["ct"].shape
     spacing = stored if stored is not None else [DEFAULT_SPACING_MM] * 3
-    return tuple(float(s) for s in resampled_spacing(spacing, triplet.ct_hu_plus_1024.shape, cube))  # type: ignore[return-value]
+    return tuple(float(s) for s in resampled_spacing(spacing, shape, cube))  # type: ignore[return-value]
 
 
 def write_outputs(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +79,14 @@ class TrainingDataInfo:
 
 @dataclass
 class LoadedCheckpoint:
-    """An X2CT-GAN model in eval mode on ``device`` and its training data settings."""
+    """An X2CT-GAN model in eval mode on ``device``, its training data settings, and the data module's saved
+    constructor arguments (``datamodule_hyper_parameters``; empty when the checkpoint has none)."""
 
     model: X2CTGANModule
     data: DataSettings
     path: Path
     device: torch.device
+    datamodule_params: dict[str, Any] = field(default_factory=dict)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -201,7 +203,8 @@ def load_x2ct_checkpoint(path: str | Path, device: str | torch.device = "cpu") -
     model.eval().to(target)
     generator_cube = getattr(model.generator, "cube", None)
     settings = data_settings(checkpoint, file, int(generator_cube) if generator_cube is not None else None)
-    return LoadedCheckpoint(model=model, data=settings, path=file, device=target)
+    datamodule_params = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    return LoadedCheckpoint(model=model, data=settings, path=file, device=target, datamodule_params=datamodule_params)
 
 
 def training_data_info(settings: DataSettings) -> TrainingDataInfo | None:
