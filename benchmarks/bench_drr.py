@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from x2ct.data.drr import ViewSpec, build_projector
-from x2ct.data.drr.geometry import volume_centre_mm
-from x2ct.data.drr.physics import MU_WATER_70KEV_PER_MM
+from x2ct.drr import ViewSpec, build_projector
+from x2ct.drr.geometry import volume_centre_mm
+from x2ct.drr.physics import MU_WATER_70KEV_PER_MM
 from x2ct.utils.machine import describe_machine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

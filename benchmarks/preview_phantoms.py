@@ -21,11 +21,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from x2ct.data.drr import DRRConfig, DRRRenderer
-from x2ct.data.fit import VolumeFitConfig, fit_volume
-from x2ct.data.phantom import make_phantom
-from x2ct.data.pipeline import build_views
-from x2ct.data.volume import Volume
+from x2ct.drr import DRRConfig, DRRRenderer
+from x2ct.io.volume import Volume
+from x2ct.phantom import make_phantom
+from x2ct.preparation.fit import VolumeFitConfig, fit_volume
+from x2ct.preparation.pipeline import build_views
 
 WINDOW_HU: tuple[float, float] = (-400.0, 1200.0)
 DRR_COLUMNS = ("AP DRR (physical, cone)", "lateral DRR (90 deg)", "AP DRR (slicer look)")

@@ -56,18 +56,18 @@ from hydra import compose, initialize_config_dir
 from IPython.display import Image, Markdown, display
 
 from x2ct.config_dir import CONFIG_DIR
-from x2ct.data.drr import DRRConfig, DRRRenderer
-from x2ct.data.fit import VolumeFitConfig, fit_volume
-from x2ct.data.hdf5 import HU_OFFSET, read_triplet
-from x2ct.data.labels import level_names
-from x2ct.data.phantom import make_phantom
-from x2ct.data.pipeline import MANIFEST_NAME, PREVIEW_DIR, TRIPLET_NAME, build_views
+from x2ct.drr import DRRConfig, DRRRenderer
+from x2ct.preparation.fit import VolumeFitConfig, fit_volume
+from x2ct.io.hdf5 import HU_OFFSET, read_triplet
+from x2ct.io.labels import level_names
+from x2ct.phantom import make_phantom
+from x2ct.preparation.pipeline import MANIFEST_NAME, PREVIEW_DIR, TRIPLET_NAME, build_views
 from x2ct.prepare import prepare_from_config
 from x2ct.viz.figures import mean_projections
 
 # The pipeline's preview writer selects matplotlib's file backend (Agg) when imported: import it here, then switch
 # this notebook back to inline figures.
-import x2ct.data.preview  # noqa: F401
+import x2ct.preparation.preview  # noqa: F401
 
 %matplotlib inline
 

@@ -42,7 +42,7 @@ def write_nifti_pair(
 def write_tiny_triplets(root: Path, n_train: int = 4, n_test: int = 2, cube: int = 32, seed: int = 0) -> Path:
     """A prepared-dataset folder of synthetic cases: a bright 'spine' box whose position varies per case, with
     aligned mean-projection X-rays; ``train.txt`` / ``test.txt`` list the cases."""
-    from x2ct.data.hdf5 import write_triplet
+    from x2ct.io.hdf5 import write_triplet
 
     rng = np.random.default_rng(seed)
     ids = [f"case{i:02d}" for i in range(n_train + n_test)]

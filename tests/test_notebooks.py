@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 from scipy import ndimage
 
 from tests.helpers import TINY_TRAIN_OVERRIDES, compose_train_config, write_tiny_triplets
-from x2ct.data.hdf5 import HU_OFFSET, TRIPLET_FILENAME, read_triplet, write_triplet
+from x2ct.io.hdf5 import HU_OFFSET, TRIPLET_FILENAME, read_triplet, write_triplet
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 DATA_NOTEBOOK = NOTEBOOK_DIR / "01_data_pipeline.ipynb"
@@ -155,7 +155,7 @@ def add_oblique_lateral(root: Path, angle: float) -> None:
 @pytest.fixture(scope="module")
 def evaluation_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A 1-epoch tiny checkpoint, its evaluation at 90 and 85 degrees as a fake Hydra multirun, and the aggregate."""
-    from x2ct.evaluate import EvaluationSettings, evaluate_checkpoint
+    from x2ct.evaluation import EvaluationSettings, evaluate_checkpoint
     from x2ct.studies.aggregate import aggregate
     from x2ct.train import train
 

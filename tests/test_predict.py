@@ -14,9 +14,9 @@ from PIL import Image
 
 from tests.helpers import compose_config
 from tests.inference.helpers import CUBE, TRAINING_SPACING_MM, write_tiny_checkpoint, write_xray_pair
-from x2ct.data.xray_io import XrayNotFoundError, XrayReadError
 from x2ct.export.mesh import MeshError, read_binary_stl
 from x2ct.inference.checkpoint import CheckpointError, CheckpointNotFoundError
+from x2ct.io.xray_image import XrayNotFoundError, XrayReadError
 from x2ct.predict import PredictOutputError, predict
 
 WINDOW_HU = (-1024.0, 1476.0)

@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from x2ct.evaluate import load_checkpoint
+from x2ct.evaluation import load_checkpoint
 from x2ct.models.baseline import MeanVolumeBaseline
 from x2ct.utils.atomic import atomic_write_text
 from x2ct.viz.figures import save_png, triplanar_figure

@@ -25,10 +25,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from x2ct.config_dir import CONFIG_DIR
-from x2ct.data.nifti_io import nifti_stem, save_volume_nifti
 from x2ct.export.mesh import STL_SUFFIX, SurfaceMesh, bone_surface, write_binary_stl
 from x2ct.inference.predictor import Prediction, Predictor
 from x2ct.inference.preview import preview_image
+from x2ct.io.nifti import nifti_stem, save_volume_nifti
 from x2ct.viz.figures import save_png
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from x2ct.config_dir import CONFIG_DIR
-from x2ct.data.pipeline import PrepareSettings, XraySettings, format_summary, run_prepare
+from x2ct.preparation.pipeline import PrepareSettings, XraySettings, format_summary, run_prepare
 
 log = logging.getLogger(__name__)
 

@@ -56,7 +56,7 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 
 def evaluate_after_training(cfg: DictConfig, ckpt_path: str | None) -> dict[str, float]:
     """x2ct-eval's metrics of ``ckpt_path`` on the job's own data, written to ``<output_dir>/eval``."""
-    from x2ct.evaluate import EvaluationSettings, evaluate_checkpoint
+    from x2ct.evaluation import EvaluationSettings, evaluate_checkpoint
 
     if not ckpt_path:
         raise RuntimeError("evaluation.enabled=true needs a checkpoint: keep the model_checkpoint callback")

@@ -206,7 +206,7 @@ def test_hydra_config_instantiates_the_callback() -> None:
     assert isinstance(callback, MediaLogger)
     assert (callback.every_n_epochs, callback.max_samples, callback.log_dir_figures) == (3, 2, True)
     assert callback.hu_window == (-500.0, 1500.0) and callback.drr is None
-    drr_config = {"_target_": "x2ct.data.drr.DRRConfig", "geometry": "parallel"}
+    drr_config = {"_target_": "x2ct.drr.DRRConfig", "geometry": "parallel"}
     drr_cfg = {"_target_": "x2ct.viz.DRRSpec", "config": drr_config, "spacing_mm": [2, 2, 2]}
     drr = instantiate(cfg.media, drr=drr_cfg).drr
     assert drr.spacing_mm == (2.0, 2.0, 2.0) and drr.config.geometry == "parallel"

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from x2ct.data.augment import AugmentConfig, TripletAugmenter
 from x2ct.data.dataset import X2CTDataset
-from x2ct.data.hdf5 import TRIPLET_FILENAME, TripletFileError, TripletNotFoundError, write_triplet
+from x2ct.io.hdf5 import TRIPLET_FILENAME, TripletFileError, TripletNotFoundError, write_triplet
 
 CUBE = 16
 ANGLES = (90.0, 85.0)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from x2ct.data.volume import canonical_affine
 from x2ct.export import mesh as mesh_module
 from x2ct.export.mesh import (
     STL_HEADER_BYTES,
@@ -20,6 +19,7 @@ from x2ct.export.mesh import (
     read_binary_stl,
     write_binary_stl,
 )
+from x2ct.io.volume import canonical_affine
 
 THRESHOLD_HU = 250.0
 SLOPE_HU_PER_MM = 200.0  # steepness of the smooth test field across the surface

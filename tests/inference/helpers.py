@@ -9,7 +9,7 @@ import h5py
 import lightning as L
 import numpy as np
 
-from tests.data.test_xray_io import write_dicom
+from tests.io.test_xray_image import write_dicom
 from tests.helpers import write_tiny_triplets
 from tests.models.tiny import tiny_generator_kwargs
 from x2ct.data.datamodule import X2CTDataModule

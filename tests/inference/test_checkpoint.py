@@ -12,7 +12,6 @@ import torch
 
 from tests.helpers import write_tiny_triplets
 from tests.inference.helpers import CUBE, TRAINING_SPACING_MM, tiny_module, write_tiny_checkpoint
-from x2ct.data.hdf5 import write_triplet
 from x2ct.data.normalization import CTWindow
 from x2ct.inference.checkpoint import (
     CheckpointError,
@@ -21,6 +20,7 @@ from x2ct.inference.checkpoint import (
     load_x2ct_checkpoint,
     training_data_info,
 )
+from x2ct.io.hdf5 import write_triplet
 
 
 @pytest.fixture(scope="module")

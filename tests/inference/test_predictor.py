@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from tests.inference.helpers import CUBE, TRAINING_SPACING_MM, synthetic_xray, write_tiny_checkpoint, write_xray_pair
-from x2ct.data.nifti_io import save_volume_nifti
-from x2ct.data.volume import Volume
-from x2ct.data.xray_io import XrayNotFoundError, XrayReadError
 from x2ct.inference.predictor import Predictor, centered_affine
 from x2ct.inference.preview import build_preview_figure, preview_image
+from x2ct.io.nifti import save_volume_nifti
+from x2ct.io.volume import Volume
+from x2ct.io.xray_image import XrayNotFoundError, XrayReadError
 
 WINDOW_HU = (-1024.0, 1476.0)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from x2ct.data.drr import DRRConfig
+from x2ct.drr import DRRConfig
 from x2ct.viz import (
     DRRSpec,
     axes_pixel_box,

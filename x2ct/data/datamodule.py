@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 
 from x2ct.data.augment import AugmentConfig
 from x2ct.data.dataset import X2CTDataset
-from x2ct.data.hdf5 import lateral_key
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow
+from x2ct.io.hdf5 import lateral_key
 
 COMMENT_PREFIX = "#"  # lines of a case list starting with this are ignored
 FIT_STAGES = ("fit", "validate")

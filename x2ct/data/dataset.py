@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from x2ct.data.augment import AugmentConfig, TripletAugmenter
-from x2ct.data.hdf5 import TRIPLET_FILENAME, TripletFileError, lateral_key, read_triplet
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, normalize_ct, normalize_xray
+from x2ct.io.hdf5 import TRIPLET_FILENAME, TripletFileError, lateral_key, read_triplet
 
 Sample = dict[str, Any]
 TORCH_SEED_MODULUS = 2**63  # keeps a derived seed inside the range torch.Generator.manual_seed accepts

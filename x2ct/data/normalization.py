@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from x2ct.data.hdf5 import HU_OFFSET
+from x2ct.io.hdf5 import HU_OFFSET
 
 DEFAULT_CT_WINDOW_HU: tuple[float, float] = (-1024.0, 1476.0)  # stored [0, 2500] on the HU + 1024 scale
 XRAY_MAX_VALUE = 255.0  # uint8 X-rays are divided by this

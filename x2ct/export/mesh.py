@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from skimage.measure import marching_cubes
 
-from x2ct.data.volume import AIR_HU
+from x2ct.io.volume import AIR_HU
 from x2ct.utils.atomic import atomic_output
 
 DEFAULT_BONE_THRESHOLD_HU: float = 250.0

@@ -19,8 +19,8 @@ import h5py
 import numpy as np
 import torch
 
-from x2ct.data.hdf5 import CT_KEY, TRIPLET_FILENAME
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, resampled_spacing
+from x2ct.io.hdf5 import CT_KEY, TRIPLET_FILENAME
 from x2ct.models.gan_module import X2CTGANModule
 
 log = logging.getLogger(__name__)

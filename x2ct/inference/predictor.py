@@ -1,11 +1,11 @@
 """From an AP and a lateral X-ray to a CT volume in HU with the grid and orientation of the training data.
 
-Pipeline: read each image (:func:`~x2ct.data.xray_io.read_xray_image`: float [0, 1], bright = dense) ->
+Pipeline: read each image (:func:`~x2ct.io.xray_image.read_xray_image`: float [0, 1], bright = dense) ->
 preprocess to uint8 (S, S) (``"paper"``: the paper's contour crop / pad / resize, for real X-rays;
 ``"aligned"``: a plain resize, for our own aligned DRRs) -> ``/ 255`` -> the generator (eval mode, no grad) ->
 clamp to [0, 1] -> HU with the checkpoint's CT window (``HU = x * width + low``).
 
-The result is a canonical :class:`~x2ct.data.volume.Volume` (axes D, H, W = superior -> inferior,
+The result is a canonical :class:`~x2ct.io.volume.Volume` (axes D, H, W = superior -> inferior,
 anterior -> posterior, patient's right -> left; nibabel axis codes ("I", "P", "L")) whose affine puts the
 centre of the volume at world (0, 0, 0) RAS+ mm: a real X-ray pair carries no patient position, so the
 volume is centred on the scanner origin, where 3D Slicer centres its views.
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from x2ct.data.normalization import ct_to_hu, normalize_xray
-from x2ct.data.volume import Volume, canonical_affine
-from x2ct.data.xray_io import read_xray_image
-from x2ct.data.xray_preprocess import PaperPreprocessConfig, XrayPreprocessError, paper_preprocess, resize_xray
 from x2ct.inference.checkpoint import DataSettings, load_x2ct_checkpoint, training_data_info
+from x2ct.io.volume import Volume, canonical_affine
+from x2ct.io.xray_image import read_xray_image
 from x2ct.models.gan_module import X2CTGANModule
+from x2ct.preparation.xray_preprocess import PaperPreprocessConfig, XrayPreprocessError, paper_preprocess, resize_xray
 
 log = logging.getLogger(__name__)
 

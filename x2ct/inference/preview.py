@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from x2ct.data.volume import Volume
+from x2ct.io.volume import Volume
 from x2ct.viz.figures import central_slices, figure_to_rgb, to_numpy
 
 DEFAULT_PREVIEW_HU_WINDOW: tuple[float, float] = (-400.0, 1200.0)

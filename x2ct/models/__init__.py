@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
+from x2ct.models.axes import VIEW_NAMES, ct_to_view, fuse_views, view_to_ct, xray_to_ct_volume
 from x2ct.models.discriminator import PatchDiscriminator3D
-from x2ct.models.generator import (
-    VIEW_NAMES,
-    BiplanarGenerator,
-    SingleViewGenerator,
-    ct_to_view,
-    fuse_views,
-    view_to_ct,
-    xray_to_ct_volume,
-)
+from x2ct.models.generator import BiplanarGenerator, SingleViewGenerator
 from x2ct.models.init import init_weights
 
 __all__ = [

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from x2ct.models.axes import xray_to_ct_volume
 from x2ct.models.blocks import instance_norm
-from x2ct.models.generator import xray_to_ct_volume
 
 PATCH_KERNEL: int = 4
 PATCH_PADDING: int = 2  # official ceil((kernel - 1) / 2)

@@ -2,7 +2,7 @@
 
 Faithful to the official ``multiview_network_denseUNetFuse_transposed`` (kylekma/X2CT, ``3DGAN/``).
 
-Axis convention (see :mod:`x2ct.data.volume`): a CT tensor is ``(N, C, D, H, W)``. View 1 (AP, ``xray1``) has
+Axis convention (see :mod:`x2ct.io.volume`): a CT tensor is ``(N, C, D, H, W)``. View 1 (AP, ``xray1``) has
 its rays along H and its image plane is D x W, so ``xray1[r, c]`` lines up with ``ct[r, :, c]``. View 2
 (lateral, ``xray2``) has its rays along W and its image plane is D x H, so ``xray2[r, c]`` lines up with
 ``ct[r, c, :]``.
@@ -16,11 +16,11 @@ and hands the average back to each branch in its own layout.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
+from x2ct.models.axes import ViewName, check_view, ct_to_view, fuse_views, lift_along_ray, view_to_ct
 from x2ct.models.blocks import (
     ConvNormAct,
     DenseBlock,
@@ -30,14 +30,6 @@ from x2ct.models.blocks import (
     Transition,
     UpConvNormAct3D,
 )
-
-ViewName = Literal["xray1", "xray2"]
-VIEW_NAMES: tuple[str, str] = ("xray1", "xray2")
-
-# Permutations of (N, C, ray, row, col) into (N, C, D, H, W) and back. xray1: ray=H, row=D, col=W.
-# xray2: ray=W, row=D, col=H. (The official CTOrder_Xray1 = [0, 1, 3, 2, 4], CTOrder_Xray2 = [0, 1, 4, 2, 3].)
-_VIEW_TO_CT: dict[str, tuple[int, ...]] = {"xray1": (0, 1, 3, 2, 4), "xray2": (0, 1, 3, 4, 2)}
-_CT_TO_VIEW: dict[str, tuple[int, ...]] = {"xray1": (0, 1, 3, 2, 4), "xray2": (0, 1, 4, 2, 3)}
 
 # The paper configuration (official d2_multiview2500.yml), used as constructor defaults.
 PAPER_CUBE: int = 128
@@ -52,47 +44,6 @@ PAPER_FUSED_DECODER_CONVS: tuple[int, ...] = (1, 1, 1, 1, 1)
 PAPER_DROPOUT: float = 0.5
 XRAY_CHANNELS: int = 1
 CT_CHANNELS: int = 1
-
-
-def _check_view(view: str) -> None:
-    if view not in VIEW_NAMES:
-        raise ValueError(f"view must be one of {VIEW_NAMES}, got {view!r}")
-
-
-def view_to_ct(volume: torch.Tensor, view: ViewName) -> torch.Tensor:
-    """Permute a view-layout tensor ``(N, C, ray, row, col)`` of ``view`` into CT order ``(N, C, D, H, W)``."""
-    _check_view(view)
-    return volume.permute(*_VIEW_TO_CT[view])
-
-
-def ct_to_view(volume: torch.Tensor, view: ViewName) -> torch.Tensor:
-    """Permute a CT-order tensor ``(N, C, D, H, W)`` into the view layout ``(N, C, ray, row, col)`` of ``view``."""
-    _check_view(view)
-    return volume.permute(*_CT_TO_VIEW[view])
-
-
-def lift_along_ray(image: torch.Tensor, ray_length: int) -> torch.Tensor:
-    """Copy a 2D map ``(N, C, row, col)`` along a new ray axis: ``(N, C, ray_length, row, col)`` (a view, no copy)."""
-    if image.dim() != 4:
-        raise ValueError(f"expected a 2D map (N, C, rows, cols), got shape {tuple(image.shape)}")
-    n, c, rows, cols = image.shape
-    return image.unsqueeze(2).expand(n, c, ray_length, rows, cols)
-
-
-def xray_to_ct_volume(image: torch.Tensor, view: ViewName, ray_length: int) -> torch.Tensor:
-    """Back-project an image of ``view`` by copying it along its rays, in CT order.
-
-    ``xray1 (N, C, D, W) -> (N, C, D, ray_length, W)``; ``xray2 (N, C, D, H) -> (N, C, D, H, ray_length)``.
-    """
-    return view_to_ct(lift_along_ray(image, ray_length), view)
-
-
-def fuse_views(view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-    """Connection-C: the mean of the two branches' view-layout tensors, in CT order ``(N, C, D, H, W)``."""
-    ct1, ct2 = view_to_ct(view1, "xray1"), view_to_ct(view2, "xray2")
-    if ct1.shape != ct2.shape:
-        raise ValueError(f"view tensors disagree in CT order: {tuple(ct1.shape)} vs {tuple(ct2.shape)}")
-    return (ct1 + ct2) / 2
 
 
 def check_architecture(
@@ -263,7 +214,7 @@ class ViewBranch(nn.Module):
         build_head: bool,
     ) -> None:
         super().__init__()
-        _check_view(view)
+        check_view(view)
         check_architecture(cube, dense_layers, skip_channels, decoder_channels, {"view_decoder_convs": decoder_convs})
         self.view: ViewName = view
         self.cube = cube
@@ -451,7 +402,7 @@ class SingleViewGenerator(nn.Module):
         dropout: float = PAPER_DROPOUT,
     ) -> None:
         super().__init__()
-        _check_view(view)
+        check_view(view)
         self.view: ViewName = view
         self.cube = cube
         self.branch = ViewBranch(

@@ -24,8 +24,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from x2ct.data.drr import DEFAULT_VIEWS, DRRConfig, DRRRenderer, ViewSpec
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, ct_to_hu, hu_to_unit
+from x2ct.drr import DEFAULT_VIEWS, DRRConfig, DRRRenderer, ViewSpec
 from x2ct.utils.atomic import atomic_output
 
 FIGURE_DPI: int = 80
@@ -97,7 +97,7 @@ class DRRSpec:
     Attributes:
         config: the DRR settings (geometry, mode, display window).
         spacing_mm: voxel size of the model volume along (D, H, W) in mm.
-        views: the (AP, lateral) views to render, e.g. ``x2ct.data.pipeline.build_views([85.0])``.
+        views: the (AP, lateral) views to render, e.g. ``x2ct.preparation.pipeline.build_views([85.0])``.
         ct_window_hu: the model normalization's HU window ([0, 1] <-> HU), as in the data module.
     """
 
@@ -250,7 +250,7 @@ def build_reprojection_figure(
         xray1: AP input (S, S) (rows D, columns W), float in [0, 1] or uint8.
         xray2: lateral input (S, S) (rows D, columns H), float in [0, 1] or uint8.
         fake_ct: predicted (D, H, W) volume on the model scale [0, 1].
-        drr: when given, a third column with DRRs rendered by :class:`~x2ct.data.drr.DRRRenderer`.
+        drr: when given, a third column with DRRs rendered by :class:`~x2ct.drr.DRRRenderer`.
         suptitle: figure title.
     Row 0 is AP, row 1 lateral; columns: input, mean projection (each stretched to its own min..max), DRR.
     Axes labels: ``"input/ap"``, ``"mean/ap"``, ``"drr/ap"`` and the same with ``lateral``.

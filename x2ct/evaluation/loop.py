@@ -1,0 +1,163 @@
+"""The evaluation loop: a checkpoint's test (or validation) cases -> per-case metrics -> summary with bootstrap
+CIs -> result files and figures (:mod:`x2ct.evaluation.writers`).
+
+Runs on one device with batch 1, so the numbers do not depend on how many GPUs trained the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from x2ct.data.datamodule import X2CTDataModule
+from x2ct.data.normalization import ct_to_hu, resampled_spacing
+from x2ct.evaluation.writers import RANKING_METRIC, write_figures, write_outputs
+from x2ct.inference.checkpoint import load_x2ct_checkpoint
+from x2ct.io.nifti import save_volume_nifti
+from x2ct.io.volume import Volume, canonical_affine
+from x2ct.metrics import legacy_x2ct_metrics, modern_metrics, official_rule_keeps, summarize
+from x2ct.models.gan_module import X2CTGANModule
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPACING_MM = 1.0  # official files carry no spacing: the paper's 1 mm grid
+
+__all__ = ["RANKING_METRIC", "EvaluationResult", "EvaluationSettings", "evaluate_checkpoint", "load_checkpoint"]
+
+
+@dataclass
+class EvaluationResult:
+    """Per-case rows (case_id plus every metric), dataset summary, and where the files went."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, dict[str, float]]
+    metrics: dict[str, Any]
+    out_dir: Path
+
+
+def load_checkpoint(
+    ckpt_path: str | Path, data_overrides: Mapping[str, Any], device: str
+) -> tuple[X2CTGANModule, X2CTDataModule]:
+    """The model of an x2ct-train checkpoint and its data module (trained settings, ``data_overrides`` on top).
+
+    The checkpoint is read once, with torch's ``weights_only`` loader, and checked to be an X2CT-GAN checkpoint;
+    errors name the file."""
+    loaded = load_x2ct_checkpoint(ckpt_path, device=device)
+    params = loaded.datamodule_params | {key: value for key, value in data_overrides.items() if value is not None}
+    if "root" not in params:
+        raise ValueError(f"{ckpt_path} does not say which data it was trained on: pass data.root=...")
+    params["num_workers"] = 0
+    return loaded.model, X2CTDataModule(**params)
+
+
+def evaluation_set(datamodule: X2CTDataModule, split: str) -> Any:
+    """The test set, or the validation hold-out of train.txt."""
+    if split == "test":
+        datamodule.setup("test")
+        return datamodule.test_set
+    if split == "val":
+        datamodule.setup("fit")
+        return datamodule.val_set
+    raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+
+
+@dataclass
+class EvaluationSettings:
+    """What to compute and write (see conf/eval.yaml)."""
+
+    split: str = "test"
+    device: str = "cpu"
+    bone_threshold_hu: float = 250.0
+    n_boot: int = 1000
+    ci: float = 0.95
+    seed: int = 0
+    figures: bool = True
+    figure_hu_window: tuple[float, float] = (-400.0, 1200.0)
+    save_nifti: bool = False
+
+
+def evaluate_checkpoint(
+    ckpt_path: str | Path, data_overrides: Mapping[str, Any], out_dir: Path, settings: EvaluationSettings
+) -> EvaluationResult:
+    """Evaluate ``ckpt_path`` on its test (or validation) cases and write the result files into ``out_dir``."""
+    device = settings.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda but no CUDA device is available")
+    model, datamodule = load_checkpoint(ckpt_path, data_overrides, device)
+    dataset = evaluation_set(datamodule, settings.split)
+    if dataset is None or len(dataset) == 0:
+        raise ValueError(f"no {settings.split} cases to evaluate in {datamodule.hparams.root}")
+    window = datamodule.window
+    rows: list[dict[str, Any]] = []
+    kept: dict[str, dict[str, torch.Tensor]] = {}
+    loader = DataLoader(dataset, batch_size=1, shuffle=False)
+    for batch in tqdm(loader, desc=f"eval {settings.split}", unit="case"):
+        case_id = batch["case_id"][0]
+        with torch.no_grad():
+            fake = model.reconstruct(batch["xray1"].to(device), batch["xray2"].to(device)).cpu()
+        real = batch["ct"]
+        spacing = _spacing(dataset, case_id, datamodule.cube)
+        row: dict[str, Any] = {"case_id": case_id}
+        row |= legacy_x2ct_metrics(real[0, 0], fake[0, 0])
+        row |= modern_metrics(
+            real[0, 0],
+            fake[0, 0],
+            spacing_mm=spacing,
+            ct_window_hu=(window.low_hu, window.high_hu),
+            bone_threshold_hu=settings.bone_threshold_hu,
+        )
+        rows.append(row)
+        kept[case_id] = {
+            "real": real[0, 0],
+            "fake": fake[0, 0],
+            "xray1": batch["xray1"][0, 0],
+            "xray2": batch["xray2"][0, 0],
+        }
+        if settings.save_nifti:
+            hu = ct_to_hu(fake[0, 0].numpy(), window).astype(np.float32)
+            volume = Volume(hu=hu, labels=None, spacing=spacing, affine=canonical_affine(spacing), case_id=case_id)
+            save_volume_nifti(volume, out_dir / "volumes" / f"{case_id}.nii.gz", what="ct")
+    valid = [row for row in rows if official_rule_keeps(row)]
+    skipped = sorted(row["case_id"] for row in rows if not official_rule_keeps(row))
+    if skipped:
+        log.warning(
+            "skipping %d case(s) whose cosine similarity is NaN or > 1 (official rule): %s", len(skipped), skipped
+        )
+    if not valid:
+        raise ValueError(f"every case of {ckpt_path} was skipped by the cosine rule: {skipped}")
+    names = [name for name in rows[0] if name != "case_id"]
+    summary = summarize(
+        [{n: float(r[n]) for n in names} for r in valid], n_boot=settings.n_boot, ci=settings.ci, seed=settings.seed
+    )
+    metrics: dict[str, Any] = {name: summary[name]["mean"] for name in names}
+    metrics |= {"n_cases": len(valid), "lateral_angle": datamodule.lateral_angle}
+    extra = {
+        "ckpt_path": str(ckpt_path),
+        "split": settings.split,
+        "skipped_cases": skipped,
+        "ci": settings.ci,
+        "n_boot": settings.n_boot,
+    }
+    write_outputs(out_dir, rows, summary, metrics, extra)
+    if settings.figures:
+        write_figures(out_dir / "figures", valid, kept, settings.figure_hu_window)
+    return EvaluationResult(rows=rows, summary=summary, metrics=metrics, out_dir=out_dir)
+
+
+def _spacing(dataset: Any, case_id: str, cube: int) -> tuple[float, float, float]:
+    """The case's voxel size on the model's cube (its prepared spacing, 1 mm for official files, resampled).
+    Reads only the file's attributes and the CT's shape, not its data."""
+    with h5py.File(dataset.path_of(case_id), "r") as h5:
+        stored = h5.attrs.get("spacing_mm")
+        shape = h5["ct"].shape
+    spacing = stored if stored is not None else [DEFAULT_SPACING_MM] * 3
+    return tuple(float(s) for s in resampled_spacing(spacing, shape, cube))  # type: ignore[return-value]

@@ -1,0 +1,37 @@
+"""A data source of procedural spine phantoms, with the same interface as the dataset folders."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from x2ct.io.volume import Volume
+from x2ct.phantom import PhantomConfig, make_phantom
+from x2ct.sources.base import CaseRef, CaseSource
+
+PHANTOM_ID_DIGITS = 4
+
+
+def phantom_case_seed(seed: int, index: int) -> int:
+    """Seed of phantom number ``index`` of a run seeded with ``seed``; independent of how many cases are asked."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+class PhantomSource(CaseSource):
+    """``n_cases`` phantoms named ``phantom_0000``, ``phantom_0001``, ... (deterministic for ``seed``)."""
+
+    def __init__(self, n_cases: int = 16, seed: int = 0, phantom: PhantomConfig | None = None) -> None:
+        if n_cases < 1:
+            raise ValueError(f"source.n_cases must be >= 1, got {n_cases}")
+        self.n_cases = int(n_cases)
+        self.seed = int(seed)
+        self.phantom = phantom or PhantomConfig()
+
+    def list_cases(self) -> list[CaseRef]:
+        return [
+            CaseRef(case_id=f"phantom_{i:0{PHANTOM_ID_DIGITS}d}", ct_path=None, mask_path=None)
+            for i in range(self.n_cases)
+        ]
+
+    def load(self, ref: CaseRef) -> Volume:
+        index = int(ref.case_id.rsplit("_", 1)[1])
+        return make_phantom(phantom_case_seed(self.seed, index), self.phantom, case_id=ref.case_id)
