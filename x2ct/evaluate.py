@@ -19,23 +19,13 @@ import hydra
 from omegaconf import DictConfig
 
 from x2ct.config_dir import CONFIG_DIR
-from x2ct.evaluation import RANKING_METRIC, EvaluationResult, EvaluationSettings, evaluate_checkpoint, format_table
+from x2ct.evaluation import RANKING_METRIC, EvaluationResult, evaluate_checkpoint, evaluation_settings, format_table
 
 
 def evaluate(cfg: DictConfig) -> EvaluationResult:
-    """Run the evaluation described by a composed ``eval`` config and write its files."""
-    settings = EvaluationSettings(
-        split=cfg.split,
-        device=cfg.device,
-        bone_threshold_hu=cfg.bone_threshold_hu,
-        n_boot=cfg.n_boot,
-        ci=cfg.ci,
-        seed=cfg.seed,
-        figures=cfg.figures,
-        figure_hu_window=tuple(cfg.figure_hu_window),
-        save_nifti=cfg.save_nifti,
-    )
-    return evaluate_checkpoint(cfg.ckpt_path, dict(cfg.data), Path(cfg.out_dir), settings)
+    """Run the evaluation described by a composed ``eval`` config and write its files (the settings: the
+    ``conf/evaluation`` group's keys at the top level)."""
+    return evaluate_checkpoint(cfg.ckpt_path, dict(cfg.data), Path(cfg.out_dir), evaluation_settings(cfg))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

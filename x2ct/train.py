@@ -56,14 +56,13 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 
 def evaluate_after_training(cfg: DictConfig, ckpt_path: str | None) -> dict[str, float]:
     """x2ct-eval's metrics of ``ckpt_path`` on the job's own data, written to ``<output_dir>/eval``."""
-    from x2ct.evaluation import EvaluationSettings, evaluate_checkpoint
+    from x2ct.evaluation import evaluate_checkpoint, evaluation_settings
 
     if not ckpt_path:
         raise RuntimeError("evaluation.enabled=true needs a checkpoint: keep the model_checkpoint callback")
-    options = {k: v for k, v in cfg.evaluation.items() if k != "enabled"}
-    options["figure_hu_window"] = tuple(options["figure_hu_window"])
     data = {"root": cfg.data.root, "lateral_angle": cfg.data.lateral_angle}
-    result = evaluate_checkpoint(ckpt_path, data, Path(cfg.paths.output_dir) / "eval", EvaluationSettings(**options))
+    out_dir = Path(cfg.paths.output_dir) / "eval"
+    result = evaluate_checkpoint(ckpt_path, data, out_dir, evaluation_settings(cfg.evaluation))
     return {f"eval/{k}": float(v) for k, v in result.metrics.items()}
 
 
