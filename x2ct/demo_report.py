@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from x2ct.evaluation import load_checkpoint
 from x2ct.models.baseline import MeanVolumeBaseline
@@ -63,7 +63,7 @@ def compare(run_dir: Path, data_root: Path | None, out_dir: Path, n_figures: int
     figures = []
     for index in range(min(n_figures, len(datamodule.test_set))):
         sample = datamodule.test_set[index]
-        fake = model.reconstruct(sample["xray1"][None], sample["xray2"][None])[0, 0]
+        fake = model.reconstruct_batch(default_collate([sample]))[0, 0]
         rgb = triplanar_figure(
             sample["ct"][0],
             fake,

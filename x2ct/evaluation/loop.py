@@ -34,6 +34,11 @@ DEFAULT_SPACING_MM = 1.0  # official files carry no spacing: the paper's 1 mm gr
 __all__ = ["RANKING_METRIC", "EvaluationResult", "EvaluationSettings", "evaluate_checkpoint", "load_checkpoint"]
 
 
+def to_device(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """The batch with its tensors on ``device`` (case ids and other values as they are)."""
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
 @dataclass
 class EvaluationResult:
     """Per-case rows (case_id plus every metric), dataset summary, and where the files went."""
@@ -103,7 +108,7 @@ def evaluate_checkpoint(
     for batch in tqdm(loader, desc=f"eval {settings.split}", unit="case"):
         case_id = batch["case_id"][0]
         with torch.no_grad():
-            fake = model.reconstruct(batch["xray1"].to(device), batch["xray2"].to(device)).cpu()
+            fake = model.reconstruct_batch(to_device(batch, device)).cpu()
         real = batch["ct"]
         spacing = _spacing(dataset, case_id, datamodule.cube)
         row: dict[str, Any] = {"case_id": case_id}

@@ -1,4 +1,5 @@
-"""X2CT-GAN networks: biplanar and single-view generators, conditional 3D PatchGAN, weight init."""
+"""Networks: the X2CT-GAN biplanar and single-view generators, the geometry-aware ray-lifting generator, the
+conditional 3D PatchGAN, weight init."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from x2ct.models.axes import VIEW_NAMES, ct_to_view, fuse_views, view_to_ct, xra
 from x2ct.models.discriminator import PatchDiscriminator3D
 from x2ct.models.generator import BiplanarGenerator, SingleViewGenerator
 from x2ct.models.init import init_weights
+from x2ct.models.ray_lifting_generator import RayLiftingGenerator
 
 __all__ = [
     "VIEW_NAMES",
     "BiplanarGenerator",
     "PatchDiscriminator3D",
+    "RayLiftingGenerator",
     "SingleViewGenerator",
     "ct_to_view",
     "fuse_views",

@@ -5,7 +5,9 @@ Layers (paper configuration ``base_channels=64, n_layers=3``): ``Conv4^3 s2 (in 
 ``Conv4^3 s1 (no bias) + IN + LReLU``; ``Conv4^3 s1 (-> 1)``. Padding 2 everywhere, so a 128^3 input gives a
 19^3 map of patch logits (11,055,169 parameters with 3 input channels). Conditioning: each X-ray is copied
 along its rays into a CT-sized volume (xray1 along H, xray2 along W) and concatenated before the CT, in the
-official channel order ``(xray1, xray2, ct)``.
+official channel order ``(xray1, xray2, ct)``. With ``conditioning="rays"`` each X-ray is instead back-projected along
+its true rays through the view's projection matrix (:mod:`x2ct.models.ray_lifting`), which is right for cone beams
+and any lateral angle; the layers are the same.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch import nn
 
 from x2ct.models.axes import xray_to_ct_volume
 from x2ct.models.blocks import instance_norm
+from x2ct.models.ray_lifting import SamplingGridCache, lift_view
 
 PATCH_KERNEL: int = 4
 PATCH_PADDING: int = 2  # official ceil((kernel - 1) / 2)
@@ -22,6 +25,7 @@ DOWN_STRIDE: int = 2
 LEAKY_SLOPE: float = 0.2
 MAX_CHANNEL_MULTIPLIER: int = 8
 CONDITIONED_IN_CHANNELS: int = 3  # xray1 volume, xray2 volume, CT
+CONDITIONINGS: tuple[str, ...] = ("axis", "rays")
 
 
 class PatchDiscriminator3D(nn.Module):
@@ -36,6 +40,8 @@ class PatchDiscriminator3D(nn.Module):
         negative_slope: of the LeakyReLUs (paper 0.2).
         max_channel_multiplier: channel cap as a multiple of ``base_channels`` (paper 8).
         out_channels: logit channels (paper 1).
+        conditioning: ``"axis"`` (official: copy along H / W) or ``"rays"`` (back-project through the batch's
+            projection matrices; then ``forward`` needs ``proj_xray1`` and ``proj_xray2``).
     """
 
     def __init__(
@@ -48,8 +54,13 @@ class PatchDiscriminator3D(nn.Module):
         negative_slope: float = LEAKY_SLOPE,
         max_channel_multiplier: int = MAX_CHANNEL_MULTIPLIER,
         out_channels: int = 1,
+        conditioning: str = "axis",
     ) -> None:
         super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        self.conditioning = conditioning
+        self.grid_cache = SamplingGridCache()
         for name, value in {
             "in_channels": in_channels,
             "base_channels": base_channels,
@@ -94,12 +105,32 @@ class PatchDiscriminator3D(nn.Module):
             raise ValueError(f"input side {input_size} is too small for this discriminator")
         return size
 
-    def condition(self, ct: torch.Tensor, xray1: torch.Tensor, xray2: torch.Tensor) -> torch.Tensor:
-        """``cat(xray1 copied along H, xray2 copied along W, ct)``: ``(N, C + 2, D, H, W)``.
+    @property
+    def uses_geometry(self) -> bool:
+        """Whether ``forward`` needs the projection matrices (``conditioning="rays"``)."""
+        return self.conditioning == "rays"
 
-        ``ct (N, C, D, H, W)``, ``xray1 (N, 1, D, W)``, ``xray2 (N, 1, D, H)``.
+    def condition(
+        self,
+        ct: torch.Tensor,
+        xray1: torch.Tensor,
+        xray2: torch.Tensor,
+        proj_xray1: torch.Tensor | None = None,
+        proj_xray2: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``cat(lifted xray1, lifted xray2, ct)``: ``(N, C + 2, D, H, W)``.
+
+        ``axis``: ``xray1 (N, 1, D, W)`` copied along H, ``xray2 (N, 1, D, H)`` along W. ``rays``: any image size,
+        each back-projected through its (N, 3, 4) matrix.
         """
         n, _, depth, height, width = ct.shape
+        if self.uses_geometry:
+            if proj_xray1 is None or proj_xray2 is None:
+                raise ValueError("conditioning='rays' needs proj_xray1 and proj_xray2 (the batch's matrices)")
+            shape = (depth, height, width)
+            volume1 = lift_view(xray1.to(ct.dtype), proj_xray1, shape, self.grid_cache)
+            volume2 = lift_view(xray2.to(ct.dtype), proj_xray2, shape, self.grid_cache)
+            return torch.cat((volume1, volume2, ct), dim=1)
         if tuple(xray1.shape) != (n, 1, depth, width):
             raise ValueError(f"xray1 must have shape (N, 1, D, W) = {(n, 1, depth, width)}, got {tuple(xray1.shape)}")
         if tuple(xray2.shape) != (n, 1, depth, height):
@@ -109,13 +140,18 @@ class PatchDiscriminator3D(nn.Module):
         return torch.cat((volume1.to(ct.dtype), volume2.to(ct.dtype), ct), dim=1)
 
     def forward(
-        self, ct: torch.Tensor, xray1: torch.Tensor | None = None, xray2: torch.Tensor | None = None
+        self,
+        ct: torch.Tensor,
+        xray1: torch.Tensor | None = None,
+        xray2: torch.Tensor | None = None,
+        proj_xray1: torch.Tensor | None = None,
+        proj_xray2: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if ct.dim() != 5:
             raise ValueError(f"ct must be (N, C, D, H, W), got shape {tuple(ct.shape)}")
         if (xray1 is None) != (xray2 is None):
             raise ValueError("give both X-rays (conditional) or neither (unconditional)")
-        x = ct if xray1 is None or xray2 is None else self.condition(ct, xray1, xray2)
+        x = ct if xray1 is None or xray2 is None else self.condition(ct, xray1, xray2, proj_xray1, proj_xray2)
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"discriminator built for {self.in_channels} input channels, got {x.shape[1]} "

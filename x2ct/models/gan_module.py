@@ -1,7 +1,9 @@
 """The X2CT-GAN LightningModule: one forward, a generator step, then a discriminator step on the detached fake.
 
-Batches are dicts from :class:`x2ct.data.datamodule.X2CTDataModule`: ``ct`` (N, 1, D, H, W) in [0, 1] and ``xray1`` /
-``xray2`` (N, 1, S, S) in [0, 1]. The generator maps the two X-rays to a volume (N, 1, D, H, W) (ReLU output, clamped
+Batches are dicts from :class:`x2ct.data.datamodule.X2CTDataModule`: ``ct`` (N, 1, D, H, W) in [0, 1], ``xray1`` /
+``xray2`` (N, 1, S, S) in [0, 1] and their projection matrices ``proj_xray1`` / ``proj_xray2`` (N, 3, 4), which are
+passed to the networks that declare ``uses_geometry`` (the ray-lifting generator, the discriminator with
+``conditioning="rays"``). The generator maps the two X-rays to a volume (N, 1, D, H, W) (ReLU output, clamped
 to [0, 1] only for evaluation); the discriminator scores (volume, xray1, xray2) with a patch map.
 
 Networks and optimizers are given as Hydra configs (``_target_`` dicts; optimizers as ``_partial_`` configs), so a
@@ -25,6 +27,7 @@ from x2ct.models.losses import LossWeights, discriminator_loss_terms, generator_
 from x2ct.models.metric_tracker import ReconstructionMetrics
 
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip")
+PROJECTION_KEYS: tuple[str, str] = ("proj_xray1", "proj_xray2")
 DEFAULT_ADAM: dict[str, Any] = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 2e-4, "betas": (0.5, 0.99)}
 
 
@@ -39,6 +42,16 @@ def official_lr_lambda(n_constant: int, n_decay: int) -> Callable[[int], float]:
         return max(0.0, 1.0 - max(0, epoch_index + 2 - n_constant) / float(n_decay + 1))
 
     return multiplier
+
+
+def uses_geometry(network: nn.Module) -> bool:
+    """Whether ``network`` takes the views' projection matrices as ``proj_xray1`` / ``proj_xray2``."""
+    return bool(getattr(network, "uses_geometry", False))
+
+
+def geometry_of(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The batch's projection matrices by keyword (empty when the batch has none)."""
+    return {key: batch[key] for key in PROJECTION_KEYS if key in batch}
 
 
 def _build(spec: nn.Module | Mapping[str, Any] | DictConfig) -> nn.Module:
@@ -109,14 +122,43 @@ class X2CTGANModule(L.LightningModule):
         self.skipped_steps = 0
 
     # ------------------------------------------------------------------------------------------------ forward
-    def forward(self, xray1: torch.Tensor, xray2: torch.Tensor) -> torch.Tensor:
-        """Predicted volume (N, 1, D, H, W), not clamped."""
-        return self.generator(xray1, xray2)
+    def forward(
+        self,
+        xray1: torch.Tensor,
+        xray2: torch.Tensor,
+        proj_xray1: torch.Tensor | None = None,
+        proj_xray2: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predicted volume (N, 1, D, H, W), not clamped. The matrices (N, 3, 4) are required by a generator that
+        uses the geometry and ignored by the others."""
+        if not uses_geometry(self.generator):
+            return self.generator(xray1, xray2)
+        if proj_xray1 is None or proj_xray2 is None:
+            raise ValueError(
+                f"{type(self.generator).__name__} lifts along the true rays: pass proj_xray1 and proj_xray2 "
+                "(the projection matrices every X2CTDataModule batch carries)"
+            )
+        return self.generator(xray1, xray2, proj_xray1, proj_xray2)
 
     @torch.no_grad()
-    def reconstruct(self, xray1: torch.Tensor, xray2: torch.Tensor) -> torch.Tensor:
+    def reconstruct(
+        self,
+        xray1: torch.Tensor,
+        xray2: torch.Tensor,
+        proj_xray1: torch.Tensor | None = None,
+        proj_xray2: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predicted volume clamped to [0, 1] (evaluation / export)."""
-        return self(xray1, xray2).clamp(0.0, 1.0)
+        return self(xray1, xray2, proj_xray1, proj_xray2).clamp(0.0, 1.0)
+
+    def reconstruct_batch(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """:meth:`reconstruct` of a data-module batch (uses its matrices when present)."""
+        return self.reconstruct(batch["xray1"], batch["xray2"], **geometry_of(batch))
+
+    def discriminate(self, volume: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Patch logits of ``volume`` conditioned on the batch's X-rays (and matrices, for ray conditioning)."""
+        geometry = geometry_of(batch) if uses_geometry(self.discriminator) else {}
+        return self.discriminator(volume, batch["xray1"], batch["xray2"], **geometry)
 
     # ------------------------------------------------------------------------------------------- optimizers
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[dict[str, Any]]]:
@@ -161,11 +203,11 @@ class X2CTGANModule(L.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
-        real, xray1, xray2 = batch["ct"], batch["xray1"], batch["xray2"]
-        fake = self.generator(xray1, xray2)
+        real = batch["ct"]
+        fake = self(batch["xray1"], batch["xray2"], **geometry_of(batch))
 
         with self.toggled_optimizer(opt_g):
-            g_terms = generator_loss_terms(self.discriminator(fake, xray1, xray2), fake, real, self.loss_weights)
+            g_terms = generator_loss_terms(self.discriminate(fake, batch), fake, real, self.loss_weights)
             opt_g.zero_grad(set_to_none=True)
             if self._finite_or_handle(g_terms, "generator", batch):
                 self.manual_backward(g_terms["total"])
@@ -173,8 +215,8 @@ class X2CTGANModule(L.LightningModule):
 
         with self.toggled_optimizer(opt_d):
             d_terms = discriminator_loss_terms(
-                self.discriminator(real, xray1, xray2),
-                self.discriminator(fake.detach(), xray1, xray2),
+                self.discriminate(real, batch),
+                self.discriminate(fake.detach(), batch),
                 self.loss_weights,
             )
             opt_d.zero_grad(set_to_none=True)
@@ -207,7 +249,7 @@ class X2CTGANModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------- evaluation
     def _evaluate(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        fake = self.reconstruct(batch["xray1"], batch["xray2"])
+        fake = self.reconstruct_batch(batch)
         self.eval_metrics.update(batch["ct"], fake)
         return {"fake": fake}
 
@@ -229,4 +271,4 @@ class X2CTGANModule(L.LightningModule):
         self.eval_metrics.reset()
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        return self.reconstruct(batch["xray1"], batch["xray2"])
+        return self.reconstruct_batch(batch)
