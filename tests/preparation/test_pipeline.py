@@ -199,3 +199,41 @@ def test_console_script_with_two_workers(tmp_path: Path) -> None:
     )
     assert bad.returncode != 0
     assert "nowhere" in bad.stdout + bad.stderr
+
+
+def test_rerun_rebuilds_cases_whose_settings_changed(tmp_path: Path) -> None:
+    """A new lateral angle (or any setting that shapes a file) rebuilds the case; the same settings skip it."""
+    angles = "lateral_angles=[90]"
+    assert _prepare(tmp_path, "source=phantom", "source.n_cases=2", angles) == 0
+    path = triplet_path(tmp_path, "phantom_0000")
+    with h5py.File(path, "r") as f:
+        assert "xray2_085" not in f
+    assert _prepare(tmp_path, "source=phantom", "source.n_cases=2", "lateral_angles=[90,85]") == 0
+    with h5py.File(path, "r") as f:
+        assert "xray2_085" in f
+    rows = read_manifest(tmp_path / "manifest.csv")
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert all(r["reason"] == "rebuilt: settings changed (lateral_angles)" for r in rows), rows
+    before = path.stat().st_mtime_ns
+    assert _prepare(tmp_path, "source=phantom", "source.n_cases=2", "lateral_angles=[90,85]") == 0
+    assert path.stat().st_mtime_ns == before
+    assert [r["status"] for r in read_manifest(tmp_path / "manifest.csv")] == ["exists", "exists"]
+    assert (
+        _prepare(tmp_path, "source=phantom", "source.n_cases=2", "lateral_angles=[90,85]", "drr.geometry=parallel") == 0
+    )
+    reasons = {r["reason"] for r in read_manifest(tmp_path / "manifest.csv")}
+    assert reasons == {"rebuilt: settings changed (drr.geometry)"}
+
+
+def test_file_without_fingerprint_is_rebuilt(tmp_path: Path) -> None:
+    """Files of an older x2ct-prepare (no settings fingerprint) are rebuilt, not trusted."""
+    assert _prepare(tmp_path, "source=phantom", "source.n_cases=1", "lateral_angles=[90]") == 0
+    path = triplet_path(tmp_path, "phantom_0000")
+    with h5py.File(path, "a") as f:
+        for name in [n for n in f.attrs if n.startswith("prepare.")]:
+            del f.attrs[name]
+    assert _prepare(tmp_path, "source=phantom", "source.n_cases=1", "lateral_angles=[90]") == 0
+    row = read_manifest(tmp_path / "manifest.csv")[0]
+    assert row["status"] == "ok" and row["reason"].startswith("rebuilt: no settings fingerprint"), row
+    with h5py.File(path, "r") as f:
+        assert "prepare.fingerprint" in f.attrs

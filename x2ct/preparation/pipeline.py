@@ -29,6 +29,7 @@ from x2ct.io.hdf5 import lateral_key, validate_triplet, write_triplet
 from x2ct.io.labels import level_names
 from x2ct.io.nifti import save_volume_nifti
 from x2ct.io.volume import Volume
+from x2ct.preparation.fingerprint import fingerprint_attrs, settings_record, stale_reason
 from x2ct.preparation.fit import VolumeFitConfig, fit_volume
 from x2ct.preparation.xray_preprocess import PaperPreprocessConfig, paper_preprocess, resize_xray
 from x2ct.sources.base import CaseRef, CaseSource
@@ -55,6 +56,8 @@ MANIFEST_FIELDS = (
 STATUS_OK = "ok"
 STATUS_EXISTS = "exists"
 STATUS_FAILED = "failed"
+REBUILT_PREFIX = "rebuilt: "  # manifest reason of an existing case rebuilt because its settings changed
+LOGGED_CASE_IDS = 3  # case ids named per log line
 
 
 @dataclass
@@ -154,6 +157,20 @@ def triplet_path(out_dir: Path, case_id: str) -> Path:
     return Path(out_dir) / case_id / TRIPLET_NAME
 
 
+def file_record(
+    source: CaseSource,
+    fit: VolumeFitConfig,
+    drr: DRRConfig,
+    xray: XraySettings,
+    settings: PrepareSettings,
+    ref: CaseRef,
+) -> dict[str, Any]:
+    """The settings that shape the file of ``ref`` (see :mod:`x2ct.preparation.fingerprint`)."""
+    return settings_record(
+        fit=fit, drr=drr, xray=xray, lateral_angles=settings.lateral_angles, source=source.file_settings(ref)
+    )
+
+
 class CaseProcessor:
     """Turns one case reference into its HDF5 triplet (picklable, runs in worker processes)."""
 
@@ -199,7 +216,7 @@ class CaseProcessor:
         try:
             volume = fit_volume(self.source.load(ref), self.fit)
             images = self.render(volume)
-            self.write(volume, images)
+            self.write(volume, images, file_record(self.source, self.fit, self.drr, self.xray, self.settings, ref))
             if preview:
                 from x2ct.preparation.preview import save_case_preview
 
@@ -234,7 +251,8 @@ class CaseProcessor:
                 images[view.name] = image
         return images
 
-    def write(self, volume: Volume, images: dict[str, np.ndarray]) -> None:
+    def write(self, volume: Volume, images: dict[str, np.ndarray], record: dict[str, Any]) -> None:
+        """Write the triplet with its provenance attributes and the fingerprint of ``record``."""
         laterals = {v.angle_deg: images[v.name] for v in self.views if v.lateral}
         attrs = {
             "case_id": volume.case_id,
@@ -244,6 +262,7 @@ class CaseProcessor:
             "xray_mode": self.xray.mode,
             "drr": self.renderer.geometry_attrs(),
             "source": {k: v for k, v in volume.meta.items() if _is_simple(v)},
+            **fingerprint_attrs(record),
         }
         path = triplet_path(self.settings.out_dir, volume.case_id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -308,15 +327,20 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _existing_result(ref: CaseRef, out_dir: Path) -> CaseResult | None:
+def _existing_result(ref: CaseRef, out_dir: Path, record: dict[str, Any]) -> CaseResult | str | None:
+    """A finished case's manifest row; else None (no file, or an invalid leftover), or the reason why the file
+    no longer matches the settings ``record`` (it is rebuilt)."""
     path = triplet_path(out_dir, ref.case_id)
     if not path.exists():
         return None
     try:
         validate_triplet(path)
+        stale = stale_reason(path, record)
     except Exception as err:  # an invalid leftover is rebuilt, and the log says why
         log.warning("%s exists but is invalid (%s): rebuilding it", path, err)
         return None
+    if stale is not None:
+        return stale
     return CaseResult(
         case_id=ref.case_id,
         status=STATUS_EXISTS,
@@ -345,12 +369,17 @@ def run_prepare(
 
     results: list[CaseResult] = []
     todo: list[CaseRef] = []
+    rebuilt: dict[str, str] = {}  # case id -> why its existing file is rebuilt
     for ref in refs:
-        existing = None if settings.overwrite else _existing_result(ref, out_dir)
-        if existing is not None:
+        record = file_record(source, fit, drr, xray, settings, ref)
+        existing = None if settings.overwrite else _existing_result(ref, out_dir, record)
+        if isinstance(existing, CaseResult):
             results.append(existing)
-        else:
-            todo.append(ref)
+            continue
+        if isinstance(existing, str):
+            rebuilt[ref.case_id] = existing
+        todo.append(ref)
+    _log_rebuilds(rebuilt)
     preview_ids = {r.case_id for r in todo[: settings.n_previews]}
     log.info(
         "%d cases: %d to prepare, %d already done, %d workers -> %s",
@@ -376,6 +405,9 @@ def run_prepare(
                 results.append(future.result())
                 bar.update()
     bar.close()
+    for result in results:
+        if result.case_id in rebuilt and result.status == STATUS_OK:
+            result.reason = REBUILT_PREFIX + rebuilt[result.case_id]
 
     train_ids, test_ids = split_cases(results, settings.test_fraction, settings.seed, settings.use_dataset_split)
     split_of = {i: "train" for i in train_ids} | {i: "test" for i in test_ids}
@@ -393,6 +425,16 @@ def run_prepare(
     )
 
 
+def _log_rebuilds(rebuilt: dict[str, str]) -> None:
+    """One warning per distinct reason, with the number of cases and the first few ids."""
+    by_reason: dict[str, list[str]] = {}
+    for case_id, reason in rebuilt.items():
+        by_reason.setdefault(reason, []).append(case_id)
+    for reason, case_ids in by_reason.items():
+        shown = ", ".join(case_ids[:LOGGED_CASE_IDS]) + (" ..." if len(case_ids) > LOGGED_CASE_IDS else "")
+        log.warning("rebuilding %d existing case(s) (%s): %s", len(case_ids), shown, reason)
+
+
 def format_summary(summary: PrepareSummary) -> str:
     """A human-readable end-of-run report listing every failure."""
     counts = {s: sum(r.status == s for r in summary.results) for s in (STATUS_OK, STATUS_EXISTS, STATUS_FAILED)}
@@ -402,6 +444,9 @@ def format_summary(summary: PrepareSummary) -> str:
         f"  split: {len(summary.train_ids)} train, {len(summary.test_ids)} test "
         f"(train.txt, test.txt); manifest: {summary.out_dir / MANIFEST_NAME}",
     ]
+    n_rebuilt = sum(r.reason.startswith(REBUILT_PREFIX) for r in summary.results)
+    if n_rebuilt:
+        lines.append(f"  {n_rebuilt} existing case(s) rebuilt because their settings changed (see the manifest)")
     for case_id, reason in summary.failed:
         lines.append(f"  FAILED {case_id}: {reason}")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from x2ct.errors import CaseError
 from x2ct.io.labels import LABEL_SCHEMES
@@ -97,6 +98,11 @@ class CaseSource(ABC):
     def load(self, ref: CaseRef) -> Volume:
         """One case as a canonical Volume (HU, project labels); raises CaseError for a broken case."""
 
+    def file_settings(self, ref: CaseRef) -> dict[str, Any]:
+        """JSON-able settings of this source that shape the prepared file of ``ref`` (part of its fingerprint,
+        see :mod:`x2ct.preparation.fingerprint`): a change makes ``x2ct-prepare`` rebuild the case."""
+        return {"source": self.name}
+
 
 class FolderSource(CaseSource):
     """Base of the dataset-folder sources: discovery, id checks, ``case_ids`` filter and loading.
@@ -155,6 +161,24 @@ class FolderSource(CaseSource):
                 preview_list(f"{ref.case_id} ({ref.problem})" for ref in incomplete),
             )
         return refs
+
+    def file_settings(self, ref: CaseRef) -> dict[str, Any]:
+        """The source name, the label scheme and the case's file names relative to the root (moving the whole
+        dataset folder does not make its cases stale)."""
+        return {
+            "source": self.name,
+            "label_scheme": self.label_scheme,
+            "ct_file": self._relative(ref.ct_path),
+            "mask_file": self._relative(ref.mask_path),
+        }
+
+    def _relative(self, path: Path | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return Path(path).as_posix()
 
     def load(self, ref: CaseRef) -> Volume:
         """Load one case as a canonical Volume with project labels; ``meta`` gains ``source`` and ``split``.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 import numpy as np
 
 from x2ct.io.volume import Volume
@@ -19,6 +22,8 @@ def phantom_case_seed(seed: int, index: int) -> int:
 class PhantomSource(CaseSource):
     """``n_cases`` phantoms named ``phantom_0000``, ``phantom_0001``, ... (deterministic for ``seed``)."""
 
+    name = "phantom"
+
     def __init__(self, n_cases: int = 16, seed: int = 0, phantom: PhantomConfig | None = None) -> None:
         if n_cases < 1:
             raise ValueError(f"source.n_cases must be >= 1, got {n_cases}")
@@ -31,6 +36,10 @@ class PhantomSource(CaseSource):
             CaseRef(case_id=f"phantom_{i:0{PHANTOM_ID_DIGITS}d}", ct_path=None, mask_path=None)
             for i in range(self.n_cases)
         ]
+
+    def file_settings(self, ref: CaseRef) -> dict[str, Any]:
+        """The run seed and the phantom config: with the case index (its id) they decide the phantom."""
+        return {"source": self.name, "seed": self.seed, "phantom": asdict(self.phantom)}
 
     def load(self, ref: CaseRef) -> Volume:
         index = int(ref.case_id.rsplit("_", 1)[1])
