@@ -12,6 +12,7 @@ from x2ct.models.losses import (
     lsgan_loss,
     projection_loss,
     reconstruction_loss,
+    reprojection_loss,
 )
 
 
@@ -54,3 +55,41 @@ def test_weighted_terms_use_the_official_defaults() -> None:
     assert d["real"].item() == 0.0 and d["fake"].item() == pytest.approx(0.1)
     with pytest.raises(ValueError, match="must be >= 0"):
         LossWeights(adversarial=-1.0)
+
+
+def _aligned_views(n: int) -> list[torch.Tensor]:
+    ap = torch.tensor([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    lateral = torch.tensor([[0.0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    return [ap[None].expand(n, 3, 4).clone(), lateral[None].expand(n, 3, 4).clone()]
+
+
+def test_reprojection_loss_is_zero_for_the_truth_and_its_gradient_reaches_the_volume() -> None:
+    torch.manual_seed(0)
+    real = torch.rand(2, 1, 8, 8, 8)
+    views = _aligned_views(2)
+    assert float(reprojection_loss(real, real, views, detector_size=8, n_samples=8)) == 0.0
+    fake = (real + 0.1 * torch.randn_like(real)).requires_grad_(True)
+    loss = reprojection_loss(fake, real, views, detector_size=8, n_samples=8)
+    # aligned parallel views at n_samples = edge: the mean of |2 mean_H(fake - real)| and |2 mean_W(fake - real)|
+    expected = ((2 * (fake - real).mean(3)).abs().mean() + (2 * (fake - real).mean(4)).abs().mean()) / 2
+    assert torch.isclose(loss, expected, atol=1e-5)
+    loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
+def test_generator_terms_include_the_weighted_reprojection_with_extra_views() -> None:
+    torch.manual_seed(0)
+    real, fake = torch.rand(1, 1, 8, 8, 8), torch.rand(1, 1, 8, 8, 8)
+    logits = torch.zeros(1, 1, 2, 2, 2)
+    weights = LossWeights(reprojection=2.0, reprojection_detector=8, reprojection_samples=8)
+    terms = generator_loss_terms(logits, fake, real, weights, _aligned_views(1))
+    plain = reprojection_loss(fake, real, _aligned_views(1), detector_size=8, n_samples=8)
+    assert torch.isclose(terms["reprojection"], 2.0 * plain)
+    assert torch.isclose(terms["total"], sum(v for k, v in terms.items() if k != "total"))
+    extra = LossWeights(reprojection=2.0, reprojection_detector=8, reprojection_samples=8, reprojection_extra_views=2)
+    assert not torch.isclose(
+        generator_loss_terms(logits, fake, real, extra, _aligned_views(1))["reprojection"], terms["reprojection"]
+    )
+    with pytest.raises(ValueError, match="projection matrices"):
+        generator_loss_terms(logits, fake, real, weights)
+    assert "reprojection" not in generator_loss_terms(logits, fake, real, LossWeights())

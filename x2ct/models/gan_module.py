@@ -207,7 +207,9 @@ class X2CTGANModule(L.LightningModule):
         fake = self(batch["xray1"], batch["xray2"], **geometry_of(batch))
 
         with self.toggled_optimizer(opt_g):
-            g_terms = generator_loss_terms(self.discriminate(fake, batch), fake, real, self.loss_weights)
+            g_terms = generator_loss_terms(
+                self.discriminate(fake, batch), fake, real, self.loss_weights, list(geometry_of(batch).values())
+            )
             opt_g.zero_grad(set_to_none=True)
             if self._finite_or_handle(g_terms, "generator", batch):
                 self.manual_backward(g_terms["total"])

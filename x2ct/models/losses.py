@@ -1,17 +1,24 @@
-"""X2CT-GAN losses (reference section 2): LSGAN adversarial, voxel reconstruction and projection losses.
+"""X2CT-GAN losses (reference section 2): LSGAN adversarial, voxel reconstruction and projection losses, plus the
+re-projection (DRR-consistency) loss of the geometry-aware models.
 
 Volumes are (N, 1, D, H, W) in the model's [0, 1] scale; discriminator outputs are patch maps (N, 1, P, P, P).
 Generator:     w_adv * mean((D(x, fake) - 1)^2) + w_rec * rec(fake, real)
                + w_proj * sum_{axis in D,H,W} mean|mean_axis(fake) - mean_axis(real)|
+               + w_reproj * mean_{views} mean|A_v(fake) - A_v(real)|
+where A_v are line integrals along the rays of view v (the input views' projection matrices, plus optional extra
+views turned by random angles about the D axis), computed by :func:`x2ct.drr.matrix_projector.project_volume`.
 Discriminator: w_adv * [mean((D(x, real) - 1)^2) + mean(D(x, fake.detach())^2)]
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from x2ct.drr.matrix_projector import project_volume, rotate_about_depth_axis
 
 REAL_TARGET: float = 1.0
 FAKE_TARGET: float = 0.0
@@ -39,6 +46,37 @@ def projection_loss(fake: torch.Tensor, real: torch.Tensor, axes: tuple[int, ...
     return sum(F.l1_loss(fake.mean(dim=axis), real.mean(dim=axis)) for axis in axes)  # type: ignore[return-value]
 
 
+def reprojection_loss(
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    projections: Sequence[torch.Tensor],
+    detector_size: int,
+    n_samples: int,
+) -> torch.Tensor:
+    """Mean over views of the L1 distance between the line integrals of ``fake`` and ``real`` (N, 1, D, H, W) along
+    the rays of each (N, 3, 4) matrix in ``projections``, on a ``detector_size``^2 detector. Gradients reach
+    ``fake`` only."""
+    if not projections:
+        raise ValueError("the re-projection loss needs at least one view's projection matrices")
+    detector = (detector_size, detector_size)
+    distances = []
+    for projection in projections:
+        with torch.no_grad():
+            target = project_volume(real, projection, detector, n_samples)
+        distances.append(F.l1_loss(project_volume(fake, projection, detector, n_samples), target))
+    return torch.stack(distances).mean()
+
+
+def random_turns(projection: torch.Tensor, n_views: int, max_angle_deg: float) -> list[torch.Tensor]:
+    """``n_views`` copies of ``projection`` (N, 3, 4), each turned about the D axis by an angle drawn uniformly from
+    [-max_angle_deg, max_angle_deg] per case (torch's global generator)."""
+    turned = []
+    for _ in range(n_views):
+        angles = (torch.rand(projection.shape[0], device=projection.device) * 2.0 - 1.0) * max_angle_deg
+        turned.append(rotate_about_depth_axis(projection, angles))
+    return turned
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Loss weights and options; defaults are the official biplanar configuration.
@@ -48,17 +86,32 @@ class LossWeights:
         reconstruction: weight of the voxel loss, 10.
         projection: weight of the projection loss, applied to the sum over the three axes, 10/3.
         reconstruction_kind: "mse" (official) or "l1".
+        reprojection: weight of the re-projection loss (0: off, the paper's configuration).
+        reprojection_detector: detector edge (pixels) of the re-projections.
+        reprojection_samples: samples per ray.
+        reprojection_extra_views: views added to the input views, each the lateral view turned by a random angle.
+        reprojection_extra_angle_deg: largest turn of the extra views.
     """
 
     adversarial: float = 0.1
     reconstruction: float = 10.0
     projection: float = 10.0 / 3.0
     reconstruction_kind: str = "mse"
+    reprojection: float = 0.0
+    reprojection_detector: int = 64
+    reprojection_samples: int = 96
+    reprojection_extra_views: int = 0
+    reprojection_extra_angle_deg: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("adversarial", "reconstruction", "projection"):
+        for name in ("adversarial", "reconstruction", "projection", "reprojection", "reprojection_extra_views"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")
+        if self.reprojection_detector < 1 or self.reprojection_samples < 1:
+            raise ValueError(
+                "reprojection_detector and reprojection_samples must be >= 1, got "
+                f"{self.reprojection_detector} and {self.reprojection_samples}"
+            )
         if self.reconstruction_kind not in RECONSTRUCTION_KINDS:
             raise ValueError(
                 f"unknown reconstruction loss {self.reconstruction_kind!r}; expected one of {RECONSTRUCTION_KINDS}"
@@ -66,15 +119,29 @@ class LossWeights:
 
 
 def generator_loss_terms(
-    fake_logits: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, weights: LossWeights
+    fake_logits: torch.Tensor,
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    weights: LossWeights,
+    projections: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Weighted generator terms ``adversarial``, ``reconstruction``, ``projection`` and their ``total``."""
+    """Weighted generator terms ``adversarial``, ``reconstruction``, ``projection`` (and ``reprojection`` when its
+    weight is positive: then ``projections`` are the input views' (N, 3, 4) matrices, the lateral one last) and their
+    ``total``."""
     terms = {
         "adversarial": weights.adversarial * lsgan_loss(fake_logits, target_is_real=True),
         "reconstruction": weights.reconstruction * reconstruction_loss(fake, real, weights.reconstruction_kind),
         "projection": weights.projection * projection_loss(fake, real),
     }
-    terms["total"] = terms["adversarial"] + terms["reconstruction"] + terms["projection"]
+    if weights.reprojection > 0:
+        if not projections:
+            raise ValueError("loss.reprojection > 0 needs the batch's projection matrices (proj_xray1, proj_xray2)")
+        views = list(projections)
+        views += random_turns(views[-1], weights.reprojection_extra_views, weights.reprojection_extra_angle_deg)
+        terms["reprojection"] = weights.reprojection * reprojection_loss(
+            fake, real, views, weights.reprojection_detector, weights.reprojection_samples
+        )
+    terms["total"] = sum(terms.values())  # type: ignore[assignment]
     return terms
 
 
