@@ -20,12 +20,11 @@ from torch.utils.data import DataLoader, default_collate
 from x2ct.evaluation import load_checkpoint
 from x2ct.models.baseline import MeanVolumeBaseline
 from x2ct.utils.atomic import atomic_write_text
-from x2ct.viz.figures import save_png, triplanar_figure
+from x2ct.viz.figures import DISPLAY_HU_WINDOW, save_png, triplanar_figure
 
 CHECKPOINT_NAMES = ("last.ckpt",)
 METRICS = ("MAE0", "PSNR-3D", "SSIM-3D")
 HIGHER_IS_BETTER = {"MAE0": False, "PSNR-3D": True, "SSIM-3D": True}
-FIGURE_HU_WINDOW = (-400.0, 1200.0)
 
 
 def find_checkpoint(run_dir: Path) -> Path:
@@ -68,8 +67,9 @@ def compare(run_dir: Path, data_root: Path | None, out_dir: Path, n_figures: int
             sample["ct"][0],
             fake,
             titles=("real", "reconstructed"),
-            hu_window=FIGURE_HU_WINDOW,
+            hu_window=DISPLAY_HU_WINDOW,
             suptitle=f"{sample['case_id']} (test case)",
+            ct_window_hu=(datamodule.window.low_hu, datamodule.window.high_hu),
         )
         path = out_dir / f"{sample['case_id']}_slices.png"
         save_png(rgb, path)

@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from x2ct.callbacks import MediaLogger, extract_samples
 from x2ct.callbacks.media import safe_name
-from x2ct.viz import triplanar_figure
+from x2ct.data.normalization import CTWindow
+from x2ct.viz import DISPLAY_HU_WINDOW, triplanar_figure
 
 SIZE = 16
 N_CASES = 3
@@ -98,6 +99,46 @@ def test_csv_logger_gets_pngs_of_the_first_samples(tmp_path: Path) -> None:
         fake = module(case["xray1"][None])[0]
     expected = triplanar_figure(case["ct"], fake, suptitle=f"case/001  epoch 0  step {trainer.global_step}")
     np.testing.assert_array_equal(np.asarray(Image.open(media / "case_001_triplanar.png").convert("RGB")), expected)
+
+
+class TinyDataModule(pl.LightningDataModule):
+    """TinyCases behind a data module whose CT window is not the default one (as X2CTDataModule's ``window``)."""
+
+    window = CTWindow(-1000.0, 1000.0)
+
+    def train_dataloader(self) -> DataLoader:
+        return loader()
+
+    def val_dataloader(self) -> DataLoader:
+        return loader()
+
+
+def test_figures_read_the_ct_through_the_data_module_window(tmp_path: Path) -> None:
+    module = TinyGAN()
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        logger=False,
+        callbacks=[MediaLogger(max_samples=1, hu_window=DISPLAY_HU_WINDOW)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+    )
+    trainer.fit(module, datamodule=TinyDataModule())
+    case = TinyCases()[0]
+    with torch.no_grad():
+        fake = module(case["xray1"][None])[0]
+    title = f"case/000  epoch 0  step {trainer.global_step}"
+    expected = triplanar_figure(
+        case["ct"], fake, hu_window=DISPLAY_HU_WINDOW, suptitle=title, ct_window_hu=(-1000, 1000)
+    )
+    written = np.asarray(Image.open(tmp_path / "media" / "epoch_000" / "case_000_triplanar.png").convert("RGB"))
+    np.testing.assert_array_equal(written, expected)
 
 
 def test_every_n_epochs_logs_only_due_epochs(tmp_path: Path) -> None:

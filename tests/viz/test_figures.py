@@ -9,6 +9,7 @@ from PIL import Image
 
 from x2ct.drr import DRRConfig
 from x2ct.viz import (
+    DISPLAY_HU_WINDOW,
     DRRSpec,
     axes_pixel_box,
     build_reprojection_figure,
@@ -112,6 +113,29 @@ def test_hu_window_changes_the_ct_display() -> None:
     assert abs(int(grey_windowed) - round(0.2 * 255)) > 50
     with pytest.raises(ValueError, match="hu_window"):
         build_triplanar_figure(real, real, hu_window=(500.0, -500.0))
+
+
+def test_model_ct_window_reaches_the_figure_and_its_colour_bar() -> None:
+    """A non-default normalization window changes the HU of every voxel, hence the windowed display and the
+    colour-bar label, through the RGB wrapper too."""
+    real = block_volume()
+    fake = real * 0.5
+    window = (-1000.0, 1000.0)
+    through_block = (int(centre(BLOCK_D)), int(centre(BLOCK_H)), int(centre(BLOCK_W)))
+    figure = build_triplanar_figure(
+        real, fake, hu_window=DISPLAY_HU_WINDOW, slice_index=through_block, ct_window_hu=window
+    )
+    labels = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel().startswith("model units")]
+    assert labels == ["model units (1 = 2000 HU)"]
+    default = triplanar_figure(real, fake, hu_window=DISPLAY_HU_WINDOW, slice_index=through_block)
+    rgb = triplanar_figure(real, fake, hu_window=DISPLAY_HU_WINDOW, slice_index=through_block, ct_window_hu=window)
+    np.testing.assert_array_equal(rgb, figure_to_rgb(figure))
+    assert not np.array_equal(rgb, default)
+    # BRIGHT 0.9 is 800 HU on (-1000, 1000); the (-400, 1200) display window becomes (0.3, 1.0) on that scale (the
+    # model range ends at 1000 HU), so the block is grey (0.9 - 0.3) / 0.7; by default it is 1226 HU, white.
+    coronal = panel(figure, rgb, "real/coronal")
+    grey = int(pixel_at(coronal, (SHAPE[0], SHAPE[2]), (centre(BLOCK_D), centre(BLOCK_W)))[0])
+    assert abs(grey - round(0.6 / 0.7 * 255)) <= 3
 
 
 def test_bad_inputs_raise_clear_errors() -> None:

@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
+from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU
 from x2ct.viz.figures import DRRSpec, reprojection_figure, save_png, to_numpy, triplanar_figure
 
 OUTPUT_KEY = "fake"
@@ -98,6 +99,15 @@ def extract_samples(outputs: Any, batch: Any, max_samples: int) -> list[MediaSam
     ]
 
 
+def model_ct_window(trainer: pl.Trainer) -> tuple[float, float]:
+    """The HU window of the model's [0, 1] scale: the ``window`` of the trainer's data module (an
+    :class:`~x2ct.data.datamodule.X2CTDataModule`), or the default window when there is none."""
+    window = getattr(getattr(trainer, "datamodule", None), "window", None)
+    if window is None:
+        return DEFAULT_CT_WINDOW_HU
+    return float(window.low_hu), float(window.high_hu)
+
+
 class MediaLogger(Callback):
     """Logs tri-planar (real / fake / difference) and re-projection figures of the first validation samples.
 
@@ -106,7 +116,8 @@ class MediaLogger(Callback):
     during the sanity check, it logs them to every :class:`WandbLogger` as images (keys
     ``val/triplanar/<case_id>`` and ``val/reprojection/<case_id>``, step = ``trainer.global_step``) and, when
     ``log_dir_figures``, writes ``<log_dir>/media/epoch_XXX/<case_id>_{triplanar,reprojection}.png`` (log_dir =
-    ``trainer.log_dir``, or ``default_root_dir`` without one).
+    ``trainer.log_dir``, or ``default_root_dir`` without one). The CT values are read in HU through the data
+    module's window (:func:`model_ct_window`).
 
     Args:
         every_n_epochs: log every n-th validation epoch (>= 1).
@@ -168,11 +179,14 @@ class MediaLogger(Callback):
         if not trainer.is_global_zero or not self._samples:
             return
         wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        ct_window = model_ct_window(trainer)
         for sample in self._samples:
             name = safe_name(sample.case_id)
             suptitle = f"{sample.case_id}  epoch {trainer.current_epoch}  step {trainer.global_step}"
             figures = {
-                "triplanar": triplanar_figure(sample.real, sample.fake, hu_window=self.hu_window, suptitle=suptitle),
+                "triplanar": triplanar_figure(
+                    sample.real, sample.fake, hu_window=self.hu_window, suptitle=suptitle, ct_window_hu=ct_window
+                ),
                 "reprojection": reprojection_figure(sample.xray1, sample.xray2, sample.fake, self.drr, suptitle),
             }
             for kind, rgb in figures.items():

@@ -26,6 +26,7 @@ from x2ct.io.nifti import save_volume_nifti
 from x2ct.io.volume import Volume, canonical_affine
 from x2ct.metrics import legacy_x2ct_metrics, modern_metrics, official_rule_keeps, summarize
 from x2ct.models.gan_module import X2CTGANModule
+from x2ct.viz.figures import DISPLAY_HU_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class EvaluationSettings:
     ci: float = 0.95
     seed: int = 0
     figures: bool = True
-    figure_hu_window: tuple[float, float] = (-400.0, 1200.0)
+    figure_hu_window: tuple[float, float] = DISPLAY_HU_WINDOW
     save_nifti: bool = False
 
 
@@ -154,7 +155,8 @@ def evaluate_checkpoint(
     }
     write_outputs(out_dir, rows, summary, metrics, extra)
     if settings.figures:
-        write_figures(out_dir / "figures", valid, kept, settings.figure_hu_window)
+        ct_window = (window.low_hu, window.high_hu)
+        write_figures(out_dir / "figures", valid, kept, settings.figure_hu_window, ct_window)
     return EvaluationResult(rows=rows, summary=summary, metrics=metrics, out_dir=out_dir)
 
 

@@ -88,15 +88,19 @@ def write_figures(
     rows: Sequence[Mapping[str, Any]],
     kept: Mapping[str, Mapping[str, torch.Tensor]],
     hu_window: tuple[float, float],
+    ct_window_hu: tuple[float, float],
 ) -> None:
-    """Tri-planar slices and projections of the best, median and worst case by PSNR-3D."""
+    """Tri-planar slices and projections of the best, median and worst case by PSNR-3D; ``hu_window`` is the
+    display window, ``ct_window_hu`` the model normalization's window of the volumes (for their HU values)."""
     ranked = sorted(rows, key=lambda row: float(row[RANKING_METRIC]))
     picks = {"worst": ranked[0], "median": ranked[len(ranked) // 2], "best": ranked[-1]}
     for label, row in picks.items():
         case = kept[row["case_id"]]
         title = f"{label}: {row['case_id']} (PSNR-3D {float(row[RANKING_METRIC]):.2f} dB)"
         save_png(
-            triplanar_figure(case["real"], case["fake"], hu_window=hu_window, suptitle=title),
+            triplanar_figure(
+                case["real"], case["fake"], hu_window=hu_window, suptitle=title, ct_window_hu=ct_window_hu
+            ),
             folder / f"{label}_{row['case_id']}_slices.png",
         )
         save_png(

@@ -14,9 +14,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from x2ct.io.volume import Volume
-from x2ct.viz.figures import central_slices, figure_to_rgb, to_numpy
+from x2ct.viz.figures import DISPLAY_HU_WINDOW, central_slices, figure_to_rgb, to_numpy
 
-DEFAULT_PREVIEW_HU_WINDOW: tuple[float, float] = (-400.0, 1200.0)
 PANEL_INCHES = 2.2
 FIGURE_HEIGHT_PANELS = 1.2  # figure height in panel sizes: one row of panels plus titles
 COLORBAR_WIDTH_RATIO = 0.08
@@ -33,7 +32,7 @@ def build_preview_figure(
     volume: Volume,
     xray1: np.ndarray,
     xray2: np.ndarray,
-    hu_window: Sequence[float] = DEFAULT_PREVIEW_HU_WINDOW,
+    hu_window: Sequence[float] = DISPLAY_HU_WINDOW,
     title: str | None = None,
 ) -> Figure:
     """The preview as a matplotlib Figure (Agg, no pyplot state).
@@ -88,7 +87,7 @@ def preview_image(
     volume: Volume,
     xray1: np.ndarray,
     xray2: np.ndarray,
-    hu_window: Sequence[float] = DEFAULT_PREVIEW_HU_WINDOW,
+    hu_window: Sequence[float] = DISPLAY_HU_WINDOW,
     title: str | None = None,
 ) -> np.ndarray:
     """:func:`build_preview_figure` rendered to RGB uint8 (rows, cols, 3)."""

@@ -12,13 +12,13 @@ import numpy as np
 
 from x2ct.io.volume import Volume
 from x2ct.utils.atomic import atomic_output
+from x2ct.viz.figures import DISPLAY_HU_WINDOW
 
-CT_WINDOW_HU = (-400.0, 1200.0)
 PREVIEW_DPI = 100
 
 
 def save_case_preview(volume: Volume, images: dict[str, np.ndarray], path: str | Path) -> None:
-    """Write a PNG: mid-coronal, mid-sagittal and mid-axial CT slices (window CT_WINDOW_HU) and every X-ray.
+    """Write a PNG: mid-coronal, mid-sagittal and mid-axial CT slices (window DISPLAY_HU_WINDOW) and every X-ray.
 
     ``images`` maps dataset names (``xray1``, ``xray2``, ``xray2_085``, ...) to uint8 (rows, cols) images.
     Slices through the mask centroid; axes labelled with the canonical directions.
@@ -33,7 +33,7 @@ def save_case_preview(volume: Volume, images: dict[str, np.ndarray], path: str |
     n_panels = len(slices) + len(images)
     fig, axes = plt.subplots(1, n_panels, figsize=(2.4 * n_panels, 2.8))
     for ax, (title, image) in zip(axes, slices.items(), strict=False):
-        ax.imshow(image, cmap="gray", vmin=CT_WINDOW_HU[0], vmax=CT_WINDOW_HU[1])
+        ax.imshow(image, cmap="gray", vmin=DISPLAY_HU_WINDOW[0], vmax=DISPLAY_HU_WINDOW[1])
         ax.set_title(title, fontsize=8)
     for ax, (name, image) in zip(axes[len(slices) :], images.items(), strict=True):
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)

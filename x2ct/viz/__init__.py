@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from x2ct.viz.figures import (
+    DISPLAY_HU_WINDOW,
     DRRSpec,
     axes_pixel_box,
     build_reprojection_figure,
@@ -16,6 +17,7 @@ from x2ct.viz.figures import (
 )
 
 __all__ = [
+    "DISPLAY_HU_WINDOW",
     "DRRSpec",
     "axes_pixel_box",
     "build_reprojection_figure",

@@ -43,6 +43,9 @@ MARGINS: tuple[float, float, float, float] = (0.05, 0.88, 0.02, 0.9)
 RIGHT_MARGIN_NO_COLORBAR: float = 0.97
 PANEL_GAP: float = 0.15
 TRIPLANAR_VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
+# The CT display window (HU) of every figure of the package: soft tissue grey, bone white. Configs that restate it
+# (figure_hu_window, preview_hu_window) must keep the same value.
+DISPLAY_HU_WINDOW: tuple[float, float] = (-400.0, 1200.0)
 
 
 def to_numpy(array: np.ndarray | torch.Tensor, ndim: int, name: str) -> np.ndarray:
@@ -312,9 +315,12 @@ def triplanar_figure(
     slice_index: Sequence[int] | None = None,
     diff_max: float | None = None,
     suptitle: str | None = None,
+    ct_window_hu: Sequence[float] = DEFAULT_CT_WINDOW_HU,
 ) -> np.ndarray:
-    """:func:`build_triplanar_figure` rendered to RGB uint8 (H, W, 3)."""
-    return figure_to_rgb(build_triplanar_figure(real, fake, titles, hu_window, slice_index, diff_max, suptitle))
+    """:func:`build_triplanar_figure` rendered to RGB uint8 (H, W, 3); ``ct_window_hu`` is the model
+    normalization's HU window of ``real`` and ``fake`` (the data module's ``window``)."""
+    figure = build_triplanar_figure(real, fake, titles, hu_window, slice_index, diff_max, suptitle, ct_window_hu)
+    return figure_to_rgb(figure)
 
 
 def reprojection_figure(
