@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +83,27 @@ def _table_row(name: str, stats: Mapping[str, float], paper: float | None, with_
     return f"| {name} | {stats['mean']:.4f} | [{stats['ci_low']:.4f}, {stats['ci_high']:.4f}] | {last} |"
 
 
+def figure_picks(rows: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The worst, median and best row by PSNR-3D (the cases shown as figures)."""
+    ranked = sorted(rows, key=lambda row: float(row[RANKING_METRIC]))
+    return {"worst": ranked[0], "median": ranked[len(ranked) // 2], "best": ranked[-1]}
+
+
 def write_figures(
     folder: Path,
     rows: Sequence[Mapping[str, Any]],
-    kept: Mapping[str, Mapping[str, torch.Tensor]],
+    case_tensors: Callable[[str], Mapping[str, torch.Tensor]],
     hu_window: tuple[float, float],
     ct_window_hu: tuple[float, float],
 ) -> None:
-    """Tri-planar slices and projections of the best, median and worst case by PSNR-3D; ``hu_window`` is the
-    display window, ``ct_window_hu`` the model normalization's window of the volumes (for their HU values)."""
-    ranked = sorted(rows, key=lambda row: float(row[RANKING_METRIC]))
-    picks = {"worst": ranked[0], "median": ranked[len(ranked) // 2], "best": ranked[-1]}
-    for label, row in picks.items():
-        case = kept[row["case_id"]]
+    """Tri-planar slices and projections of the best, median and worst case by PSNR-3D.
+
+    ``case_tensors(case_id)`` gives a picked case's ``real`` and ``fake`` (D, H, W) in [0, 1] and its ``xray1``,
+    ``xray2`` (S, S); it is called once per figure case, so only one case's volumes are held at a time.
+    ``hu_window`` is the display window, ``ct_window_hu`` the model normalization's window of the volumes.
+    """
+    for label, row in figure_picks(rows).items():
+        case = case_tensors(row["case_id"])
         title = f"{label}: {row['case_id']} (PSNR-3D {float(row[RANKING_METRIC]):.2f} dB)"
         save_png(
             triplanar_figure(
