@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import default_collate
 
 from x2ct.evaluation import load_checkpoint
 from x2ct.models.baseline import MeanVolumeBaseline
@@ -53,8 +53,7 @@ def compare(run_dir: Path, data_root: Path | None, out_dir: Path, n_figures: int
     ckpt = find_checkpoint(run_dir)
     model, datamodule = load_checkpoint(ckpt, {"root": None if data_root is None else str(data_root)}, "cpu")
     model_metrics = _test_trainer().test(model, datamodule=datamodule, verbose=False)[0]
-    datamodule.setup("fit")
-    baseline = MeanVolumeBaseline().fit_mean(DataLoader(datamodule.train_set, batch_size=1))
+    baseline = MeanVolumeBaseline().fit_training_mean(datamodule)
     baseline_metrics = _test_trainer().test(baseline, datamodule=datamodule, verbose=False)[0]
     names = [name for name in METRICS if f"test/{name}" in model_metrics]  # SSIM-3D only when the model has val_ssim
 

@@ -6,12 +6,16 @@ A reconstruction model is only useful if it beats this; ``make demo`` reports bo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader
 
 from x2ct.models.metric_tracker import ReconstructionMetrics
+
+if TYPE_CHECKING:
+    from x2ct.data.datamodule import X2CTDataModule
 
 
 class MeanVolumeBaseline(L.LightningModule):
@@ -34,6 +38,13 @@ class MeanVolumeBaseline(L.LightningModule):
             raise ValueError("no training volumes to average for the mean-volume baseline")
         self.mean_volume = (total / count).float()
         return self
+
+    def fit_training_mean(self, datamodule: X2CTDataModule) -> MeanVolumeBaseline:
+        """Average the training CTs of ``datamodule`` as they are stored, without the data module's augmentation
+        (a flipped CT is not a training CT): the same settings and split, ``augment=None``."""
+        plain = type(datamodule)(**{**datamodule.hparams, "augment": None, "num_workers": 0})
+        plain.setup("fit")
+        return self.fit_mean(DataLoader(plain.train_set, batch_size=1))
 
     def forward(self, xray1: torch.Tensor, xray2: torch.Tensor) -> torch.Tensor:
         if self.mean_volume.numel() == 0:
