@@ -4,65 +4,106 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import h5py
 import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.helpers import compose_config
-from tests.inference.helpers import write_tiny_checkpoint
 from x2ct.evaluate import evaluate
+from x2ct.inference.checkpoint import CheckpointError, CheckpointNotFoundError
+from x2ct.io.hdf5 import TripletFileError
 from x2ct.metrics import LEGACY_METRIC_NAMES, MODERN_METRIC_NAMES
 
-N_TEST = 3
+N_BOOT = 200  # fewer bootstrap resamples than the default, for speed
+UINT8_MAX = 255
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), n_test=N_TEST)
+@pytest.fixture
+def run_eval(compose_config: Callable[..., Any]) -> Callable[..., dict]:
+    """``(ckpt, out_dir, *overrides) -> metrics.json`` of ``x2ct-eval ckpt_path=<ckpt> out_dir=<out_dir> ...``."""
+
+    def run(ckpt: Path, out_dir: Path, *extra: str) -> dict:
+        evaluate(compose_config("eval", [f"ckpt_path={ckpt}", f"out_dir={out_dir}", f"n_boot={N_BOOT}", *extra]))
+        return json.loads((out_dir / "metrics.json").read_text())
+
+    return run
 
 
-def run_eval(ckpt: Path, out_dir: Path, *extra: str) -> dict:
-    cfg = compose_config("eval", [f"ckpt_path={ckpt}", f"out_dir={out_dir}", "n_boot=200", *extra])
-    evaluate(cfg)
-    return json.loads((out_dir / "metrics.json").read_text())
-
-
-def test_writes_the_contract_files(checkpoint: Path, tmp_path: Path) -> None:
-    metrics = run_eval(checkpoint, tmp_path, "save_nifti=true")
+def test_writes_the_contract_files(tiny_checkpoint: Any, run_eval: Callable[..., dict], tmp_path: Path) -> None:
+    metrics = run_eval(tiny_checkpoint.path, tmp_path, "save_nifti=true")
+    n_test = tiny_checkpoint.n_test
     keys = list(metrics)
     assert keys[: len(LEGACY_METRIC_NAMES)] == list(LEGACY_METRIC_NAMES)
     assert keys[len(LEGACY_METRIC_NAMES) : -2] == list(MODERN_METRIC_NAMES)
-    assert keys[-2:] == ["n_cases", "lateral_angle"] and metrics["n_cases"] == N_TEST
+    assert keys[-2:] == ["n_cases", "lateral_angle"] and metrics["n_cases"] == n_test
     assert metrics["lateral_angle"] == 90
     rows = list(csv.DictReader((tmp_path / "per_case.csv").open()))
-    assert len(rows) == N_TEST
+    assert len(rows) == n_test
     mean_psnr = np.mean([float(r["PSNR-3D"]) for r in rows])
     assert metrics["PSNR-3D"] == pytest.approx(mean_psnr)
-    summary = json.loads((tmp_path / "summary.json").read_text())["metrics"]
-    assert summary["PSNR-3D"]["ci_low"] <= metrics["PSNR-3D"] <= summary["PSNR-3D"]["ci_high"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["n_boot"], summary["ci"], summary["split"]) == (N_BOOT, 0.95, "test")
+    psnr = summary["metrics"]["PSNR-3D"]
+    assert psnr["ci_low"] <= metrics["PSNR-3D"] <= psnr["ci_high"]
     table = (tmp_path / "metrics.md").read_text()
     assert "| PSNR-3D |" in table and "27.432" in table  # the paper's value beside ours
     assert len(list((tmp_path / "figures").glob("*.png"))) == 6  # best/median/worst x slices/projections
     volumes = sorted((tmp_path / "volumes").glob("*.nii.gz"))
-    assert len(volumes) == N_TEST
+    assert len(volumes) == n_test
     image = nib.load(volumes[0])
     data = np.asarray(image.dataobj)
-    assert data.shape == (32, 32, 32) and data.min() >= -1024.5 and data.max() <= 1476.5
+    assert data.shape == (tiny_checkpoint.cube,) * 3 and data.min() >= -1024.5 and data.max() <= 1476.5
     assert nib.aff2axcodes(image.affine) == ("I", "P", "L")
-    assert np.allclose(image.header.get_zooms(), (4.0, 4.0, 4.0))
+    assert np.allclose(image.header.get_zooms(), tiny_checkpoint.spacing_mm)
 
 
-def test_angle_override_and_missing_angle(checkpoint: Path, tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="85"):
-        run_eval(checkpoint, tmp_path, "data.lateral_angle=85")
+def test_settings_of_the_evaluation_group_are_used(
+    tiny_checkpoint: Any, run_eval: Callable[..., dict], tmp_path: Path
+) -> None:
+    """The top-level keys of conf/evaluation reach the evaluation: CI level, bootstrap size, figures off."""
+    run_eval(tiny_checkpoint.path, tmp_path, "ci=0.5", "n_boot=50", "figures=false")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["ci"], summary["n_boot"]) == (0.5, 50)
+    assert "| Metric | Mean | 50% CI |" in (tmp_path / "metrics.md").read_text()
+    assert not (tmp_path / "figures").exists()
 
 
-def test_errors_name_the_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"nowhere\.ckpt"):
+def _with_lateral_at(triplets: Path, copy: Path, angle: int) -> Path:
+    """A copy of a triplet folder whose cases also hold a lateral view at ``angle``: the 90-degree view
+    inverted, a picture the model answers differently."""
+    shutil.copytree(triplets, copy)
+    for path in copy.glob("*/ct_xray_data.h5"):
+        with h5py.File(path, "a") as h5:
+            h5.create_dataset(f"xray2_{angle:03d}", data=UINT8_MAX - h5["xray2"][()])
+    return copy
+
+
+def test_angle_override_reads_that_lateral_view(
+    tiny_checkpoint: Any, run_eval: Callable[..., dict], tmp_path: Path
+) -> None:
+    root = _with_lateral_at(tiny_checkpoint.triplets, tmp_path / "triplets", 85)
+    at_90 = run_eval(tiny_checkpoint.path, tmp_path / "eval90", f"data.root={root}")
+    at_85 = run_eval(tiny_checkpoint.path, tmp_path / "eval85", f"data.root={root}", "data.lateral_angle=85")
+    assert (at_90["lateral_angle"], at_85["lateral_angle"]) == (90, 85)
+    assert at_85["n_cases"] == at_90["n_cases"] == tiny_checkpoint.n_test
+    assert at_85["MAE0"] != pytest.approx(at_90["MAE0"])  # another input view, another prediction
+
+
+def test_missing_angle_names_the_angle(tiny_checkpoint: Any, run_eval: Callable[..., dict], tmp_path: Path) -> None:
+    with pytest.raises(TripletFileError, match="no lateral view at 85 degrees"):
+        run_eval(tiny_checkpoint.path, tmp_path, "data.lateral_angle=85")
+
+
+def test_errors_name_the_checkpoint(run_eval: Callable[..., dict], tmp_path: Path) -> None:
+    with pytest.raises(CheckpointNotFoundError, match=r"nowhere\.ckpt does not exist"):
         run_eval(tmp_path / "nowhere.ckpt", tmp_path)
     bogus = tmp_path / "bogus.ckpt"
     bogus.write_text("not a checkpoint")
-    with pytest.raises(Exception, match=r"bogus\.ckpt"):
+    with pytest.raises(CheckpointError, match=r"bogus\.ckpt cannot be read as a PyTorch checkpoint"):
         run_eval(bogus, tmp_path)
+    assert not (tmp_path / "metrics.json").exists()

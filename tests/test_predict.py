@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -12,48 +14,65 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import compose_config
-from tests.inference.helpers import CUBE, TRAINING_SPACING_MM, write_tiny_checkpoint, write_xray_pair
 from x2ct.export.mesh import MeshError, read_binary_stl
-from x2ct.inference.checkpoint import CheckpointError, CheckpointNotFoundError
-from x2ct.io.xray_image import XrayNotFoundError, XrayReadError
-from x2ct.predict import PredictOutputError, predict
+from x2ct.inference.checkpoint import CheckpointError, CheckpointNotFoundError, load_x2ct_checkpoint
+from x2ct.io.xray_image import XrayNotFoundError, XrayReadError, read_xray_image
+from x2ct.predict import PredictOutputError, PredictResult, predict
+from x2ct.preparation.xray_preprocess import PaperPreprocessConfig, paper_preprocess
 
 WINDOW_HU = (-1024.0, 1476.0)
+AIR_MAX_UINT8 = 20  # the synthetic X-rays' air, after DICOM min-max normalization
+SPINE_MIN_UINT8 = 200  # their bright spine
 
 
 @pytest.fixture(scope="module")
-def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+def checkpoint_path(tiny_checkpoint: Any) -> Path:
+    return tiny_checkpoint.path
 
 
 @pytest.fixture(scope="module")
-def xrays(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def cube(tiny_checkpoint: Any) -> int:
+    return tiny_checkpoint.cube
+
+
+@pytest.fixture(scope="module")
+def xrays(
+    tmp_path_factory: pytest.TempPathFactory, write_xray_pair: Callable[..., tuple[Path, Path]]
+) -> tuple[Path, Path]:
     return write_xray_pair(tmp_path_factory.mktemp("xrays"), "png8")
 
 
-def run_predict(checkpoint: Path, ap: Path, lateral: Path, out: Path, *extra: str):
-    overrides = [f"ckpt_path={checkpoint}", f"ap={ap}", f"lateral={lateral}", f"out={out}", *extra]
-    return predict(compose_config("predict", overrides))
+@pytest.fixture
+def run_predict(compose_config: Callable[..., Any]) -> Callable[..., PredictResult]:
+    """``(checkpoint, ap, lateral, out, *overrides) -> PredictResult`` of x2ct-predict's config."""
+
+    def run(checkpoint: Path, ap: Path, lateral: Path, out: Path, *extra: str) -> PredictResult:
+        overrides = [f"ckpt_path={checkpoint}", f"ap={ap}", f"lateral={lateral}", f"out={out}", *extra]
+        return predict(compose_config("predict", overrides))
+
+    return run
 
 
-def test_nifti_mesh_and_preview(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: Path) -> None:
+def test_nifti_mesh_and_preview(
+    tiny_checkpoint: Any, xrays: tuple[Path, Path], run_predict: Callable, tmp_path: Path
+) -> None:
+    checkpoint_path, cube, spacing = tiny_checkpoint.path, tiny_checkpoint.cube, tiny_checkpoint.spacing_mm
     out = tmp_path / "result" / "ct.nii.gz"
     mesh, preview = tmp_path / "result" / "bone.stl", tmp_path / "result" / "preview.png"
     result = run_predict(checkpoint_path, *xrays, out, f"mesh={mesh}", f"preview={preview}", "bone_threshold_hu=0")
     image = nib.load(out)
     data = np.asarray(image.dataobj)
-    assert data.shape == (CUBE, CUBE, CUBE) and data.dtype == np.float32
+    assert data.shape == (cube, cube, cube) and data.dtype == np.float32
     assert WINDOW_HU[0] <= float(data.min()) and float(data.max()) <= WINDOW_HU[1]
     np.testing.assert_array_equal(data, result.prediction.volume.hu)
     assert nib.aff2axcodes(image.affine) == ("I", "P", "L")
-    assert image.header.get_zooms() == pytest.approx(TRAINING_SPACING_MM)  # from the training triplets
-    np.testing.assert_allclose(nib.affines.apply_affine(image.affine, [(CUBE - 1) / 2] * 3), 0.0, atol=1e-9)
+    assert image.header.get_zooms() == pytest.approx(spacing)  # from the training triplets
+    np.testing.assert_allclose(nib.affines.apply_affine(image.affine, [(cube - 1) / 2] * 3), 0.0, atol=1e-9)
 
     stl = read_binary_stl(mesh)
     assert len(stl.triangles) == result.mesh_triangles > 0 and b"SPACE=RAS" in stl.header
     corners = stl.triangles.reshape(-1, 3)
-    half_extent = (CUBE - 1) / 2 * TRAINING_SPACING_MM[0] + TRAINING_SPACING_MM[0]  # + the closing air layer
+    half_extent = (cube - 1) / 2 * spacing[0] + spacing[0]  # + the closing air layer
     assert np.abs(corners).max() <= half_extent + 1e-3  # vertices in the NIfTI's world millimetres
 
     with Image.open(preview) as png:
@@ -61,7 +80,9 @@ def test_nifti_mesh_and_preview(checkpoint_path: Path, xrays: tuple[Path, Path],
     assert sorted(p.name for p in out.parent.iterdir()) == ["bone.stl", "ct.nii.gz", "preview.png"]
 
 
-def test_int16_output_and_configured_spacing(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: Path) -> None:
+def test_int16_output_and_configured_spacing(
+    checkpoint_path: Path, xrays: tuple[Path, Path], run_predict: Callable, tmp_path: Path
+) -> None:
     out = tmp_path / "ct.nii"
     run_predict(checkpoint_path, *xrays, out, "dtype=int16", "use_training_spacing=false", "spacing_mm=[2.0,1.0,1.0]")
     image = nib.load(out)
@@ -70,15 +91,52 @@ def test_int16_output_and_configured_spacing(checkpoint_path: Path, xrays: tuple
     assert nib.aff2axcodes(image.affine) == ("I", "P", "L")
 
 
-def test_aligned_preprocess_and_dicom_inputs(checkpoint_path: Path, tmp_path: Path) -> None:
+def test_aligned_preprocess_and_dicom_inputs(
+    checkpoint_path: Path,
+    cube: int,
+    write_xray_pair: Callable[..., tuple[Path, Path]],
+    run_predict: Callable,
+    tmp_path: Path,
+) -> None:
     ap, lateral = write_xray_pair(tmp_path, "dicom")
     out = tmp_path / "ct.nii.gz"
     result = run_predict(checkpoint_path, ap, lateral, out, "preprocess=aligned")
-    assert result.prediction.volume.meta["preprocess"] == "aligned" and out.is_file()
+    prediction = result.prediction
+    assert prediction.volume.meta["preprocess"] == "aligned"
+    # aligned = a plain resize of the whole picture: air on the left edge, the bright spine in the middle
+    assert prediction.xray1.shape == (cube, cube)
+    assert prediction.xray1[:, 0].mean() < AIR_MAX_UINT8 and prediction.xray1[:, cube // 2].mean() > SPINE_MIN_UINT8
+    # the NIfTI holds the model's answer to these inputs, in HU through the checkpoint's CT window
+    model = load_x2ct_checkpoint(checkpoint_path).model
+    inputs = [torch.from_numpy(image / 255.0).float()[None, None] for image in (prediction.xray1, prediction.xray2)]
+    with torch.no_grad():
+        unit = model.reconstruct(*inputs)[0, 0].numpy()
+    expected_hu = unit * (WINDOW_HU[1] - WINDOW_HU[0]) + WINDOW_HU[0]
+    np.testing.assert_allclose(np.asarray(nib.load(out).dataobj), expected_hu, atol=1e-3)
+
+
+def test_paper_preprocess_options_reach_the_predictor(
+    checkpoint_path: Path, cube: int, xrays: tuple[Path, Path], run_predict: Callable, tmp_path: Path
+) -> None:
+    overrides = [
+        "paper_preprocess.margin=6",
+        "paper_preprocess.threshold_method=fixed",
+        "paper_preprocess.pad_value=30",
+    ]
+    result = run_predict(checkpoint_path, *xrays, tmp_path / "ct.nii.gz", *overrides)
+    config = PaperPreprocessConfig(output_size=cube, margin=6, threshold_method="fixed", pad_value=30)
+    np.testing.assert_array_equal(result.prediction.xray1, paper_preprocess(read_xray_image(xrays[0]), config))
+    np.testing.assert_array_equal(result.prediction.xray2, paper_preprocess(read_xray_image(xrays[1]), config))
 
 
 # ------------------------------------------------------------------------------------------------ errors
-def test_missing_inputs(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: Path) -> None:
+def test_missing_inputs(
+    checkpoint_path: Path,
+    xrays: tuple[Path, Path],
+    run_predict: Callable,
+    compose_config: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "ct.nii.gz"
     with pytest.raises(XrayNotFoundError, match=r"missing_ap\.png does not exist"):
         run_predict(checkpoint_path, tmp_path / "missing_ap.png", xrays[1], out)
@@ -89,7 +147,7 @@ def test_missing_inputs(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_pat
     assert not out.exists()
 
 
-def test_bad_images(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: Path) -> None:
+def test_bad_images(checkpoint_path: Path, xrays: tuple[Path, Path], run_predict: Callable, tmp_path: Path) -> None:
     out = tmp_path / "ct.nii.gz"
     text = tmp_path / "report.png"
     text.write_text("not an image")
@@ -102,7 +160,9 @@ def test_bad_images(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: P
     assert not out.exists()
 
 
-def test_bad_checkpoints(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: Path) -> None:
+def test_bad_checkpoints(
+    checkpoint_path: Path, xrays: tuple[Path, Path], run_predict: Callable, tmp_path: Path
+) -> None:
     out = tmp_path / "ct.nii.gz"
     state_dict = tmp_path / "weights.pt"
     torch.save(torch.load(checkpoint_path, weights_only=True)["state_dict"], state_dict)
@@ -115,7 +175,7 @@ def test_bad_checkpoints(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_pa
     assert not out.exists()
 
 
-def test_bad_outputs(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: Path) -> None:
+def test_bad_outputs(checkpoint_path: Path, xrays: tuple[Path, Path], run_predict: Callable, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
     with pytest.raises(PredictOutputError, match="cannot create the output folder"):
@@ -127,7 +187,9 @@ def test_bad_outputs(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_a_failing_mesh_writes_nothing(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_failing_mesh_writes_nothing(
+    checkpoint_path: Path, xrays: tuple[Path, Path], run_predict: Callable, tmp_path: Path
+) -> None:
     out, mesh = tmp_path / "ct.nii.gz", tmp_path / "bone.stl"
     with pytest.raises(MeshError, match="no voxel above the bone threshold 5000"):
         run_predict(checkpoint_path, *xrays, out, f"mesh={mesh}", "bone_threshold_hu=5000")
@@ -144,14 +206,14 @@ def _console_script() -> list[str]:
 
 
 @pytest.mark.slow
-def test_console_script_end_to_end(checkpoint_path: Path, xrays: tuple[Path, Path], tmp_path: Path) -> None:
+def test_console_script_end_to_end(checkpoint_path: Path, cube: int, xrays: tuple[Path, Path], tmp_path: Path) -> None:
     out, mesh = tmp_path / "ct.nii.gz", tmp_path / "bone.stl"
     args = [f"ckpt_path={checkpoint_path}", f"ap={xrays[0]}", f"lateral={xrays[1]}", f"out={out}", f"mesh={mesh}"]
     done = subprocess.run(
         [*_console_script(), *args, "bone_threshold_hu=0"], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
-    assert nib.load(out).shape == (CUBE, CUBE, CUBE) and read_binary_stl(mesh).triangles.size > 0
+    assert nib.load(out).shape == (cube, cube, cube) and read_binary_stl(mesh).triangles.size > 0
     assert f"CT: {out}" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bone.stl", "ct.nii.gz"]  # no Hydra run folder
 

@@ -6,36 +6,50 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from tests.helpers import TINY_TRAIN_OVERRIDES, compose_train_config, write_tiny_triplets
+from x2ct.inference.checkpoint import load_x2ct_checkpoint
+from x2ct.models import SingleViewGenerator
 from x2ct.models.gan_module import official_lr_lambda
 from x2ct.train import train
 
+ComposeTrain = Callable[..., Any]
+ONE_SHORT_EPOCH = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1")
+
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_triplets(tmp_path_factory.mktemp("triplets"), n_train=4, n_test=2, cube=32)
+def data_root(tiny_triplets: Path) -> Path:
+    return tiny_triplets
 
 
-def test_fast_dev_run(data_root: Path, tmp_path: Path) -> None:
-    cfg = compose_train_config(tmp_path, [f"data.root={data_root}", *TINY_TRAIN_OVERRIDES, "debug=fdr", "test=true"])
+def test_fast_dev_run(
+    data_root: Path, tiny_train_overrides: tuple[str, ...], compose_train_config: ComposeTrain, tmp_path: Path
+) -> None:
+    cfg = compose_train_config(tmp_path, [f"data.root={data_root}", *tiny_train_overrides, "debug=fdr", "test=true"])
     metrics = train(cfg)
     assert {"val/MAE0", "val/PSNR-3D", "test/MAE0", "train/g_total_epoch"} <= set(metrics)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
 
 
-def test_csv_and_offline_wandb_loggers(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_and_offline_wandb_loggers(
+    data_root: Path,
+    tiny_train_overrides: tuple[str, ...],
+    compose_train_config: ComposeTrain,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     overrides = [
         f"data.root={data_root}",
-        *TINY_TRAIN_OVERRIDES,
+        *tiny_train_overrides,
         "logger=many_loggers",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
@@ -56,10 +70,12 @@ def test_csv_and_offline_wandb_loggers(data_root: Path, tmp_path: Path, monkeypa
     assert wandb.run is None  # finished after the job
 
 
-def test_resume_continues_epochs_optimizers_and_schedulers(data_root: Path, tmp_path: Path) -> None:
+def test_resume_continues_epochs_optimizers_and_schedulers(
+    data_root: Path, tiny_train_overrides: tuple[str, ...], compose_train_config: ComposeTrain, tmp_path: Path
+) -> None:
     base = [
         f"data.root={data_root}",
-        *TINY_TRAIN_OVERRIDES,
+        *tiny_train_overrides,
         "trainer.limit_train_batches=2",
         "trainer.limit_val_batches=1",
         "model.lr_constant_epochs=1",
@@ -79,7 +95,9 @@ def test_resume_continues_epochs_optimizers_and_schedulers(data_root: Path, tmp_
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_keeps_ranks_identical(data_root: Path, tmp_path: Path) -> None:
+def test_ddp_on_two_cpu_processes_keeps_ranks_identical(
+    data_root: Path, tiny_train_overrides: tuple[str, ...], tmp_path: Path
+) -> None:
     """``trainer=ddp_cpu`` through the console script (a clean subprocess: the ddp launcher re-runs the command)."""
     env = {
         k: v
@@ -91,7 +109,7 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_identical(data_root: Path, tmp_pat
     args = [
         str(exe),
         f"data.root={data_root}",
-        *TINY_TRAIN_OVERRIDES,
+        *tiny_train_overrides,
         "trainer=ddp_cpu",
         "callbacks=fingerprint",
         "trainer.max_epochs=2",
@@ -106,8 +124,11 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_identical(data_root: Path, tmp_pat
     assert records[0]["digest"] == records[1]["digest"]
 
 
-def test_single_view_baseline_config(data_root: Path, tmp_path: Path) -> None:
-    overrides = [o for o in TINY_TRAIN_OVERRIDES if "fused_decoder_convs" not in o]
+def test_single_view_baseline_config(
+    data_root: Path, tiny_train_overrides: tuple[str, ...], compose_train_config: ComposeTrain, tmp_path: Path
+) -> None:
+    """model/generator=single_view with view=xray2 trains a model that reads the lateral X-ray only."""
+    overrides = [o for o in tiny_train_overrides if "fused_decoder_convs" not in o]
     cfg = compose_train_config(
         tmp_path,
         [
@@ -115,9 +136,32 @@ def test_single_view_baseline_config(data_root: Path, tmp_path: Path) -> None:
             "model/generator=single_view",
             "model.generator.view=xray2",
             *overrides,
-            "debug=fdr",
+            *ONE_SHORT_EPOCH,
         ],
     )
-    assert cfg.model.generator._target_ == "x2ct.models.SingleViewGenerator"
     metrics = train(cfg)
     assert "val/PSNR-3D" in metrics
+    model = load_x2ct_checkpoint(tmp_path / "checkpoints" / "last.ckpt").model
+    assert isinstance(model.generator, SingleViewGenerator)
+    rng = torch.Generator().manual_seed(0)
+    cube = cfg.data.cube
+    xray_a, xray_b = (torch.rand(1, 1, cube, cube, generator=rng) for _ in range(2))
+    with torch.no_grad():
+        reference = model.reconstruct(xray_a, xray_a)
+        other_ap = model.reconstruct(xray_b, xray_a)
+        other_lateral = model.reconstruct(xray_a, xray_b)
+    torch.testing.assert_close(other_ap, reference)  # the AP X-ray (xray1) is ignored
+    assert not torch.allclose(other_lateral, reference)  # the lateral one (xray2) is read
+
+
+def test_evaluation_after_training_uses_the_evaluation_group(
+    data_root: Path, tiny_train_overrides: tuple[str, ...], compose_train_config: ComposeTrain, tmp_path: Path
+) -> None:
+    overrides = [f"data.root={data_root}", *tiny_train_overrides, *ONE_SHORT_EPOCH]
+    evaluation = ["evaluation.enabled=true", "evaluation.n_boot=50", "evaluation.ci=0.5", "evaluation.figures=false"]
+    metrics = train(compose_train_config(tmp_path, [*overrides, *evaluation]))
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert (summary["n_boot"], summary["ci"], summary["split"]) == (50, 0.5, "test")
+    assert not (tmp_path / "eval" / "figures").exists()
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["eval/PSNR-3D"] == pytest.approx(written["PSNR-3D"]) and written["n_cases"] == 2

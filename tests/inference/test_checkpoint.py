@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers import write_tiny_triplets
-from tests.inference.helpers import CUBE, TRAINING_SPACING_MM, tiny_module, write_tiny_checkpoint
 from x2ct.data.normalization import CTWindow
 from x2ct.inference.checkpoint import (
     CheckpointError,
@@ -22,28 +22,31 @@ from x2ct.inference.checkpoint import (
 )
 from x2ct.io.hdf5 import write_triplet
 
+CUBE = 32  # the tiny checkpoint's cube (checked by the checkpoint_path fixture)
+
 
 @pytest.fixture(scope="module")
-def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+def checkpoint_path(tiny_checkpoint: Any) -> Path:
+    assert tiny_checkpoint.cube == CUBE
+    return tiny_checkpoint.path
 
 
-def test_loads_model_and_data_settings(checkpoint_path: Path) -> None:
+def test_loads_model_and_data_settings(checkpoint_path: Path, tiny_checkpoint: Any) -> None:
     loaded = load_x2ct_checkpoint(checkpoint_path)
     assert not loaded.model.training
     assert loaded.data.cube == CUBE and loaded.data.xray_size == CUBE
     assert (loaded.data.ct_window.low_hu, loaded.data.ct_window.high_hu) == (-1024.0, 1476.0)
     assert loaded.data.lateral_angle == 90.0 and loaded.data.from_checkpoint
-    assert Path(loaded.data.data_root or "") == checkpoint_path.parent / "triplets"
+    assert Path(loaded.data.data_root or "") == tiny_checkpoint.triplets
     saved = torch.load(checkpoint_path, weights_only=True)["state_dict"]
     name = next(iter(saved))
     assert torch.equal(loaded.model.state_dict()[name], saved[name])  # the trained weights, not a fresh init
 
 
-def test_training_spacing_and_xray_mode_come_from_the_triplets(checkpoint_path: Path) -> None:
+def test_training_spacing_and_xray_mode_come_from_the_triplets(checkpoint_path: Path, tiny_checkpoint: Any) -> None:
     info = training_data_info(load_x2ct_checkpoint(checkpoint_path).data)
     assert info is not None
-    assert info.spacing_mm == TRAINING_SPACING_MM and info.xray_mode == "aligned"
+    assert info.spacing_mm == tiny_checkpoint.spacing_mm and info.xray_mode == "aligned"
 
 
 def test_training_spacing_is_rescaled_to_the_cube(tmp_path: Path) -> None:
@@ -66,7 +69,7 @@ def test_unreachable_training_data_gives_no_info(tmp_path: Path) -> None:
     assert training_data_info(DataSettings(cube=CUBE, xray_size=CUBE, ct_window=CTWindow())) is None
 
 
-def test_triplets_without_spacing_give_none(tmp_path: Path) -> None:
+def test_triplets_without_spacing_give_none(tmp_path: Path, write_tiny_triplets: Callable[..., Path]) -> None:
     root = write_tiny_triplets(tmp_path, n_train=2, n_test=1, cube=CUBE)  # no spacing_mm attribute
     with h5py.File(root / "case00" / "ct_xray_data.h5", "r") as h5:
         assert "spacing_mm" not in h5.attrs
@@ -100,9 +103,9 @@ def test_text_file_is_not_a_checkpoint(tmp_path: Path) -> None:
         load_x2ct_checkpoint(path)
 
 
-def test_plain_state_dict_is_rejected(tmp_path: Path) -> None:
+def test_plain_state_dict_is_rejected(tmp_path: Path, tiny_gan_module: Callable[..., Any]) -> None:
     path = tmp_path / "weights.pt"
-    torch.save(tiny_module().state_dict(), path)
+    torch.save(tiny_gan_module(CUBE).state_dict(), path)
     with pytest.raises(CheckpointError, match=r"not a Lightning checkpoint.*plain state dict"):
         load_x2ct_checkpoint(path)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import nibabel as nib
@@ -11,19 +13,27 @@ import numpy as np
 import pytest
 import torch
 
-from tests.inference.helpers import CUBE, TRAINING_SPACING_MM, synthetic_xray, write_tiny_checkpoint, write_xray_pair
 from x2ct.inference.predictor import Predictor, centered_affine
 from x2ct.inference.preview import build_preview_figure, preview_image
 from x2ct.io.nifti import save_volume_nifti
 from x2ct.io.volume import Volume
 from x2ct.io.xray_image import XrayNotFoundError, XrayReadError
+from x2ct.preparation.xray_preprocess import PaperPreprocessConfig, paper_preprocess
 
 WINDOW_HU = (-1024.0, 1476.0)
+CUBE = 32  # the tiny checkpoint's cube (checked by the checkpoint_path fixture)
+XrayPair = Callable[..., tuple[Path, Path]]
 
 
 @pytest.fixture(scope="module")
-def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+def checkpoint_path(tiny_checkpoint: Any) -> Path:
+    assert tiny_checkpoint.cube == CUBE
+    return tiny_checkpoint.path
+
+
+@pytest.fixture(scope="module")
+def training_spacing(tiny_checkpoint: Any) -> tuple[float, float, float]:
+    return tiny_checkpoint.spacing_mm
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +63,17 @@ def test_writer_puts_the_superior_anterior_right_corner_at_positive_ras(tmp_path
 
 
 # --------------------------------------------------------------------------------------------- prediction
-def test_prediction_shape_dtype_window_and_training_spacing(predictor: Predictor, tmp_path: Path) -> None:
+def test_prediction_shape_dtype_window_and_training_spacing(
+    predictor: Predictor, training_spacing: tuple[float, float, float], write_xray_pair: XrayPair, tmp_path: Path
+) -> None:
     ap, lateral = write_xray_pair(tmp_path, "png8")
     prediction = predictor.predict_files(ap, lateral)
     volume = prediction.volume
     assert volume.shape == (CUBE, CUBE, CUBE) and volume.hu.dtype == np.float32
     assert WINDOW_HU[0] <= float(volume.hu.min()) and float(volume.hu.max()) <= WINDOW_HU[1]
-    assert volume.spacing == TRAINING_SPACING_MM
+    assert volume.spacing == training_spacing
     assert "training data" in volume.meta["spacing_source"]
-    np.testing.assert_allclose(volume.affine, centered_affine(volume.shape, TRAINING_SPACING_MM))
+    np.testing.assert_allclose(volume.affine, centered_affine(volume.shape, training_spacing))
     assert prediction.xray1.shape == (CUBE, CUBE) and prediction.xray1.dtype == np.uint8
     assert volume.meta["preprocess"] == "paper" and volume.meta["ap_path"] == str(ap)
 
@@ -79,7 +91,9 @@ def test_hu_is_the_model_output_through_the_checkpoint_window(predictor: Predict
     np.testing.assert_allclose(volume.hu, expected * 2500.0 - 1024.0, atol=1e-3)
 
 
-def test_8bit_16bit_png_and_dicom_give_the_same_inputs(predictor: Predictor, tmp_path: Path) -> None:
+def test_8bit_16bit_png_and_dicom_give_the_same_inputs(
+    predictor: Predictor, write_xray_pair: XrayPair, tmp_path: Path
+) -> None:
     results = {kind: predictor.predict_files(*write_xray_pair(tmp_path / kind, kind)) for kind in ("png8", "png16")}
     np.testing.assert_array_equal(results["png8"].xray1, results["png16"].xray1)
     np.testing.assert_array_equal(results["png8"].xray2, results["png16"].xray2)
@@ -93,7 +107,7 @@ def test_8bit_16bit_png_and_dicom_give_the_same_inputs(predictor: Predictor, tmp
     assert dicom.volume.shape == (CUBE, CUBE, CUBE)
 
 
-def test_aligned_mode_only_resizes_and_paper_mode_crops(predictor: Predictor) -> None:
+def test_aligned_mode_only_resizes_and_paper_mode_crops(predictor: Predictor, synthetic_xray: Callable) -> None:
     image = synthetic_xray(rows=CUBE, cols=CUBE)  # already the model's size
     aligned = predictor.predict_images(image, image, preprocess="aligned")
     np.testing.assert_array_equal(aligned.xray1, image)  # whole field of view, untouched
@@ -114,15 +128,25 @@ def test_configured_spacing_when_training_data_is_unreachable(checkpoint_path: P
         Predictor.from_checkpoint(moved, spacing_mm=0.0, use_training_spacing=False)
 
 
-def test_paper_preprocess_options_are_used(checkpoint_path: Path) -> None:
+def test_paper_preprocess_options_are_used(checkpoint_path: Path, synthetic_xray: Callable) -> None:
+    """Every option reaches the paper preprocessing; the output size is always the model's input size."""
     image = synthetic_xray()
+    options = {"margin": 6, "threshold_method": "fixed", "threshold_value": 60, "pad_value": 30, "output_size": 99}
+    predictor = Predictor.from_checkpoint(checkpoint_path, paper_preprocess_options=options)
+    expected_config = PaperPreprocessConfig(
+        output_size=CUBE, margin=6, threshold_method="fixed", threshold_value=60, pad_value=30
+    )
+    assert predictor.paper_config == expected_config
+    np.testing.assert_array_equal(predictor.preprocess(image), paper_preprocess(image, expected_config))
     default = Predictor.from_checkpoint(checkpoint_path).preprocess(image)
-    with_margin = Predictor.from_checkpoint(checkpoint_path, paper_preprocess_options={"margin": 10}).preprocess(image)
-    assert not np.array_equal(default, with_margin)
+    np.testing.assert_array_equal(default, paper_preprocess(image, PaperPreprocessConfig(output_size=CUBE)))
+    assert not np.array_equal(default, predictor.preprocess(image))  # the options change the picture
 
 
 # ------------------------------------------------------------------------------------------------- errors
-def test_missing_blank_and_non_image_files_name_the_file(predictor: Predictor, tmp_path: Path) -> None:
+def test_missing_blank_and_non_image_files_name_the_file(
+    predictor: Predictor, write_xray_pair: XrayPair, tmp_path: Path
+) -> None:
     ap, lateral = write_xray_pair(tmp_path, "png8")
     with pytest.raises(XrayNotFoundError, match=r"nope\.png does not exist"):
         predictor.predict_files(tmp_path / "nope.png", lateral)
@@ -136,7 +160,7 @@ def test_missing_blank_and_non_image_files_name_the_file(predictor: Predictor, t
         predictor.predict_files(blank, lateral)
 
 
-def test_unknown_preprocess_mode(predictor: Predictor) -> None:
+def test_unknown_preprocess_mode(predictor: Predictor, synthetic_xray: Callable) -> None:
     image = synthetic_xray()
     with pytest.raises(ValueError, match="preprocess must be one of"):
         predictor.predict_images(image, image, preprocess="crop")  # type: ignore[arg-type]
@@ -149,7 +173,7 @@ def test_wrong_input_size_for_the_network(predictor: Predictor) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ preview
-def test_preview_shows_inputs_and_hu_slices(predictor: Predictor) -> None:
+def test_preview_shows_inputs_and_hu_slices(predictor: Predictor, synthetic_xray: Callable) -> None:
     prediction = predictor.predict_images(synthetic_xray(), synthetic_xray(lateral=True))
     fig = build_preview_figure(prediction.volume, prediction.xray1, prediction.xray2, hu_window=(-500.0, 1000.0))
     labels = {ax.get_label() for ax in fig.axes}

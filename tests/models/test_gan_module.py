@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,23 +10,21 @@ import lightning as L
 import pytest
 import torch
 
-from tests.helpers import write_tiny_triplets
-from tests.models.tiny import tiny_generator_kwargs
 from x2ct.data.datamodule import X2CTDataModule
 from x2ct.models.gan_module import X2CTGANModule, official_lr_lambda
 
 CUBE = 32
 
 
-def tiny_module(**kwargs: Any) -> X2CTGANModule:
-    generator = {"_target_": "x2ct.models.BiplanarGenerator", **tiny_generator_kwargs(CUBE)}
-    discriminator = {"_target_": "x2ct.models.PatchDiscriminator3D", "base_channels": 4}
-    return X2CTGANModule(generator=generator, discriminator=discriminator, val_ssim=False, **kwargs)
-
-
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_triplets(tmp_path_factory.mktemp("triplets"), n_train=4, n_test=2, cube=CUBE)
+def data_root(tiny_triplets: Path) -> Path:
+    return tiny_triplets
+
+
+@pytest.fixture
+def tiny_module(tiny_gan_module: Callable[..., X2CTGANModule]) -> Callable[..., X2CTGANModule]:
+    """``(**module_kwargs) -> X2CTGANModule`` of the tiny networks at CUBE."""
+    return lambda **kwargs: tiny_gan_module(CUBE, **kwargs)
 
 
 def tiny_trainer(tmp_path: Path, **kwargs: Any) -> L.Trainer:
@@ -60,7 +59,9 @@ class StepRecorder(L.Callback):
         self.steps.append({"end": True, "g": [p.detach().clone() for p in module.generator.parameters()]})
 
 
-def test_one_step_updates_both_networks_and_d_step_leaves_g_alone(data_root: Path, tmp_path: Path) -> None:
+def test_one_step_updates_both_networks_and_d_step_leaves_g_alone(
+    data_root: Path, tiny_module: Callable[..., X2CTGANModule], tmp_path: Path
+) -> None:
     module = tiny_module()
     g_before = [p.detach().clone() for p in module.generator.parameters()]
     d_before = [p.detach().clone() for p in module.discriminator.parameters()]
@@ -91,13 +92,17 @@ class NaNBatch(L.Callback):
         batch["ct"][:] = float("nan")
 
 
-def test_nonfinite_loss_stops_with_a_clear_error(data_root: Path, tmp_path: Path) -> None:
+def test_nonfinite_loss_stops_with_a_clear_error(
+    data_root: Path, tiny_module: Callable[..., X2CTGANModule], tmp_path: Path
+) -> None:
     trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0, callbacks=[NaNBatch()])
     with pytest.raises(FloatingPointError, match=r"non-finite generator loss .*reconstruction.*global step 0"):
         trainer.fit(tiny_module(), datamodule=X2CTDataModule(data_root, cube=CUBE, val_fraction=0.0))
 
 
-def test_nonfinite_loss_can_skip_the_step(data_root: Path, tmp_path: Path) -> None:
+def test_nonfinite_loss_can_skip_the_step(
+    data_root: Path, tiny_module: Callable[..., X2CTGANModule], tmp_path: Path
+) -> None:
     module = tiny_module(on_nonfinite="skip")
     before = [p.detach().clone() for p in module.generator.parameters()]
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=0, callbacks=[NaNBatch()])
@@ -106,7 +111,9 @@ def test_nonfinite_loss_can_skip_the_step(data_root: Path, tmp_path: Path) -> No
     assert all(torch.equal(a, p) for a, p in zip(before, module.generator.parameters(), strict=True))
 
 
-def test_gradient_clipping_bounds_the_norm(data_root: Path, tmp_path: Path) -> None:
+def test_gradient_clipping_bounds_the_norm(
+    data_root: Path, tiny_module: Callable[..., X2CTGANModule], tmp_path: Path
+) -> None:
     class NormRecorder(L.Callback):
         """Gradient norms of both networks after their (clipped) steps of each batch."""
 
@@ -126,7 +133,9 @@ def test_gradient_clipping_bounds_the_norm(data_root: Path, tmp_path: Path) -> N
     assert min(recorder.norms) > clip * 0.5  # the raw gradients are far larger: clipping did act
 
 
-def test_checkpoint_rebuilds_the_model_and_holds_both_optimizers(data_root: Path, tmp_path: Path) -> None:
+def test_checkpoint_rebuilds_the_model_and_holds_both_optimizers(
+    data_root: Path, tiny_module: Callable[..., X2CTGANModule], tmp_path: Path
+) -> None:
     module = tiny_module()
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1)
     trainer.fit(module, datamodule=X2CTDataModule(data_root, cube=CUBE, val_fraction=0.25))
@@ -144,7 +153,7 @@ def test_checkpoint_rebuilds_the_model_and_holds_both_optimizers(data_root: Path
     assert {"val/MAE0", "val/PSNR-3D"} <= set(trainer.callback_metrics)
 
 
-def test_bf16_mixed_precision_step(data_root: Path, tmp_path: Path) -> None:
+def test_bf16_mixed_precision_step(data_root: Path, tiny_module: Callable[..., X2CTGANModule], tmp_path: Path) -> None:
     module = tiny_module()
     before = [p.detach().clone() for p in module.generator.parameters()]
     trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="bf16-mixed")

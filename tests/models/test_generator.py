@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
-from tests.models.tiny import single_view_kwargs, tiny_generator_kwargs
 from x2ct.models import (
     BiplanarGenerator,
     SingleViewGenerator,
@@ -48,7 +49,9 @@ def test_paper_encoder_channels() -> None:
     assert encoder.out_features == 704
 
 
-def test_every_generator_conv_has_a_bias_and_norms_are_plain_instance_norms() -> None:
+def test_every_generator_conv_has_a_bias_and_norms_are_plain_instance_norms(
+    tiny_generator_kwargs: Callable[..., dict],
+) -> None:
     generator = BiplanarGenerator(**tiny_generator_kwargs(), build_view_heads=True)
     convs = [m for m in generator.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
     norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.instancenorm._InstanceNorm)]
@@ -61,7 +64,7 @@ def test_every_generator_conv_has_a_bias_and_norms_are_plain_instance_norms() ->
 
 
 @pytest.mark.parametrize(("cube", "n_down"), [(32, 3), (64, 2)])
-def test_biplanar_output_shape_and_range(cube: int, n_down: int) -> None:
+def test_biplanar_output_shape_and_range(cube: int, n_down: int, tiny_generator_kwargs: Callable[..., dict]) -> None:
     torch.manual_seed(0)
     generator = BiplanarGenerator(**tiny_generator_kwargs(cube, n_down)).eval()
     with torch.no_grad():
@@ -72,9 +75,9 @@ def test_biplanar_output_shape_and_range(cube: int, n_down: int) -> None:
 
 
 @pytest.mark.parametrize("view", ["xray1", "xray2"])
-def test_single_view_uses_only_its_view(view: str) -> None:
+def test_single_view_uses_only_its_view(view: str, tiny_generator_kwargs: Callable[..., dict]) -> None:
     torch.manual_seed(0)
-    generator = SingleViewGenerator(view=view, **single_view_kwargs()).eval()
+    generator = SingleViewGenerator(view=view, **tiny_generator_kwargs(fused=False)).eval()
     chosen, other = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
     inputs = {"xray1": chosen, "xray2": other} if view == "xray1" else {"xray1": other, "xray2": chosen}
     with torch.no_grad():
@@ -88,7 +91,7 @@ def test_single_view_uses_only_its_view(view: str) -> None:
         assert torch.equal(generator(**none_other), ct)
 
 
-def test_dropout_only_in_training_mode() -> None:
+def test_dropout_only_in_training_mode(tiny_generator_kwargs: Callable[..., dict]) -> None:
     torch.manual_seed(0)
     generator = BiplanarGenerator(**tiny_generator_kwargs(), dropout=0.5)
     xray1, xray2 = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
@@ -131,7 +134,7 @@ def _window_mass(gradient: torch.Tensor, row: int, col: int, radius: int = 3) ->
 
 
 @pytest.fixture(scope="module")
-def axis_probe_generator() -> BiplanarGenerator:
+def axis_probe_generator(tiny_generator_kwargs: Callable[..., dict]) -> BiplanarGenerator:
     """A tiny initialised 64^3 generator whose final ReLU is active everywhere (so every voxel passes gradient)."""
     torch.manual_seed(0)
     generator = init_weights(BiplanarGenerator(**tiny_generator_kwargs(cube=64, n_down=2))).eval()
@@ -188,7 +191,7 @@ def test_perturbing_an_xray1_region_changes_the_ct_mostly_in_that_d_w_box(
 # ---------------------------------------------------------------- view heads and unused parameters
 
 
-def test_view_heads_share_the_ct_and_add_only_head_parameters() -> None:
+def test_view_heads_share_the_ct_and_add_only_head_parameters(tiny_generator_kwargs: Callable[..., dict]) -> None:
     torch.manual_seed(0)
     with_heads = BiplanarGenerator(**tiny_generator_kwargs(), build_view_heads=True).eval()
     without_heads = BiplanarGenerator(**tiny_generator_kwargs(), build_view_heads=False).eval()
@@ -209,7 +212,9 @@ def test_view_heads_share_the_ct_and_add_only_head_parameters() -> None:
 
 
 @pytest.mark.parametrize("build_view_heads", [False, True])
-def test_only_the_view_heads_get_no_gradient(build_view_heads: bool) -> None:
+def test_only_the_view_heads_get_no_gradient(
+    build_view_heads: bool, tiny_generator_kwargs: Callable[..., dict]
+) -> None:
     torch.manual_seed(0)
     generator = BiplanarGenerator(**tiny_generator_kwargs(), build_view_heads=build_view_heads)
     generator(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)).sum().backward()
@@ -236,14 +241,16 @@ def test_only_the_view_heads_get_no_gradient(build_view_heads: bool) -> None:
         ({"dropout": 1.0}, "dropout"),
     ],
 )
-def test_invalid_architecture_is_rejected(overrides: dict, message: str) -> None:
+def test_invalid_architecture_is_rejected(
+    overrides: dict, message: str, tiny_generator_kwargs: Callable[..., dict]
+) -> None:
     with pytest.raises(ValueError, match=message):
         BiplanarGenerator(**{**tiny_generator_kwargs(), **overrides})
 
 
-def test_bad_view_name_and_bad_inputs_are_rejected() -> None:
+def test_bad_view_name_and_bad_inputs_are_rejected(tiny_generator_kwargs: Callable[..., dict]) -> None:
     with pytest.raises(ValueError, match="view must be one of"):
-        SingleViewGenerator(view="xray3", **single_view_kwargs())  # type: ignore[arg-type]
+        SingleViewGenerator(view="xray3", **tiny_generator_kwargs(fused=False))  # type: ignore[arg-type]
     generator = BiplanarGenerator(**tiny_generator_kwargs())
     with pytest.raises(ValueError, match=r"xray1 must have shape \(N, 1, 32, 32\)"):
         generator(torch.rand(1, 1, 64, 64), torch.rand(1, 1, 32, 32))
@@ -251,6 +258,6 @@ def test_bad_view_name_and_bad_inputs_are_rejected() -> None:
         generator(torch.rand(1, 1, 32, 32), torch.rand(1, 32, 32))
     with pytest.raises(ValueError, match="batch sizes differ"):
         generator(torch.rand(2, 1, 32, 32), torch.rand(1, 1, 32, 32))
-    single = SingleViewGenerator(view="xray2", **single_view_kwargs())
+    single = SingleViewGenerator(view="xray2", **tiny_generator_kwargs(fused=False))
     with pytest.raises(ValueError, match="needs the xray2 image"):
         single(torch.rand(1, 1, 32, 32), None)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
 
-from tests.models.tiny import tiny_generator_kwargs
 from x2ct.models import BiplanarGenerator, PatchDiscriminator3D, init_weights
 
 
@@ -15,7 +16,7 @@ def _weight_layers(module: nn.Module) -> list[nn.Module]:
 
 
 @pytest.mark.parametrize("std", [0.02, 0.05])
-def test_generator_and_discriminator_weights_follow_the_init(std: float) -> None:
+def test_generator_and_discriminator_weights_follow_the_init(std: float, tiny_generator_kwargs: Callable) -> None:
     torch.manual_seed(0)
     for network in (BiplanarGenerator(**tiny_generator_kwargs()), PatchDiscriminator3D(base_channels=8)):
         assert init_weights(network, std=std) is network
@@ -32,7 +33,7 @@ def test_generator_and_discriminator_weights_follow_the_init(std: float) -> None
                 assert torch.count_nonzero(layer.bias) == 0
 
 
-def test_transposed_convs_and_linear_layers_are_initialised() -> None:
+def test_transposed_convs_and_linear_layers_are_initialised(tiny_generator_kwargs: Callable) -> None:
     torch.manual_seed(0)
     generator = init_weights(BiplanarGenerator(**tiny_generator_kwargs()))
     transposed = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose3d)]
