@@ -1,21 +1,25 @@
 """X2CTDataModule: splits, list files, stages, loaders, augmentation on the training set only, a Lightning run,
-and the Hydra config."""
+the Hydra config, and the projection matrices in every batch."""
 
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule, Trainer
 from omegaconf import OmegaConf
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from tests.data.test_dataset import CUBE, write_prepared_folder
 from x2ct.config_dir import CONFIG_DIR
 from x2ct.data.datamodule import X2CTDataModule, holdout_split, read_case_list
+from x2ct.drr import ViewSpec, projection_matrix
 
 TRAIN_IDS = [f"train_{i:02d}" for i in range(10)]
 TEST_IDS = ["test_00", "test_01", "test_02"]
@@ -238,3 +242,62 @@ def test_hydra_config_lists_every_argument_with_its_default(root: Path) -> None:
     module = instantiate(config)
     assert isinstance(module, X2CTDataModule) and module.n_test == len(TEST_IDS)
     assert module.augment is not None and module.augment.xray_gamma == (0.8, 1.2)
+
+
+# ----------------------------------------------------------------------------------- projection matrices
+
+AP_VIEW = ViewSpec("xray1", 0.0)
+ALIGNED_PARALLEL = {  # the X2CT convention: xray1 u = x, v = z; xray2 u = y, v = z
+    "proj_xray1": [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+    "proj_xray2": [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+}
+
+
+def stage_loaders(module: X2CTDataModule) -> dict[str, DataLoader]:
+    module.setup(None)
+    return {
+        "train": module.train_dataloader(),
+        "val": module.val_dataloader(),
+        "test": module.test_dataloader(),
+        "predict": module.predict_dataloader(),
+    }
+
+
+def test_every_loader_carries_the_projection_matrices(geometry_folder: Any) -> None:
+    """(N, 3, 4) float32 matrices of each case's recorded geometry at the module's lateral angle, whatever the
+    cube and X-ray size the batches are resized to."""
+    angle = 85.0
+    views = {"proj_xray1": AP_VIEW, "proj_xray2": ViewSpec("xray2", angle, lateral=True)}
+    cases = {case.case_id: case for case in geometry_folder.cases}
+    module = X2CTDataModule(
+        geometry_folder.root, lateral_angle=angle, cube=16, xray_size=20, batch_size=2, val_fraction=0.34
+    )
+    for stage, loader in stage_loaders(module).items():
+        batch = next(iter(loader))
+        assert batch["xray1"].shape[-1] == 20, stage
+        for key, view in views.items():
+            assert batch[key].shape == (len(batch["case_id"]), 3, 4) and batch[key].dtype == torch.float32
+            for matrix, case_id in zip(batch[key], batch["case_id"], strict=True):
+                case = cases[case_id]
+                expected = projection_matrix(
+                    view,
+                    (geometry_folder.cube,) * 3,
+                    geometry_folder.spacing_mm,
+                    case.iso_mm,
+                    geometry=case.geometry,
+                    sod_mm=geometry_folder.sod_mm,
+                )
+                np.testing.assert_allclose(matrix.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=f"{stage} {key}")
+
+
+def test_files_without_geometry_get_aligned_parallel_matrices(
+    root: Path, fresh_projection_log: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="x2ct.drr.projection"):
+        batches = [next(iter(loader)) for loader in stage_loaders(make_module(root, batch_size=2)).values()]
+    for batch in batches:
+        shape = (len(batch["case_id"]), 3, 4)
+        for key, expected in ALIGNED_PARALLEL.items():
+            assert batch[key].shape == shape and batch[key].dtype == torch.float32
+            np.testing.assert_allclose(batch[key].numpy(), np.broadcast_to(expected, shape), atol=1e-6)
+    assert len(caplog.records) == 1 and "aligned parallel" in caplog.records[0].getMessage()

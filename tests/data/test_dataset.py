@@ -1,11 +1,13 @@
 """X2CTDataset: normalized samples, resizing, lateral angle selection, official files, pickling, workers,
-augmentation and errors naming the case."""
+augmentation, errors naming the case, and the projection matrices of the views."""
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -15,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from x2ct.data.augment import AugmentConfig, TripletAugmenter
 from x2ct.data.dataset import X2CTDataset
+from x2ct.drr import ViewSpec, flip_image_columns, flip_volume_x, projection_matrix
 from x2ct.io.hdf5 import TRIPLET_FILENAME, TripletFileError, TripletNotFoundError, write_triplet
 
 CUBE = 16
@@ -248,3 +251,97 @@ def test_augmenter_does_not_modify_its_input() -> None:
 def test_bad_augment_settings_raise(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         AugmentConfig.from_mapping(settings)
+
+
+# ----------------------------------------------------------------------------------- projection matrices
+
+AP_VIEW = ViewSpec("xray1", 0.0)
+IDENTITY_AP = [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]  # aligned parallel xray1: u = x, v = z
+IDENTITY_LATERAL = [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]  # aligned parallel xray2: u = y, v = z
+MARKER_TOLERANCE_PX = 1.0
+
+
+def expected_matrices(folder: Any, case: Any, angle: float) -> dict[str, np.ndarray]:
+    """The helper's matrices for a case's stored geometry (independent of the file attributes' parsing)."""
+    views = {"proj_xray1": AP_VIEW, "proj_xray2": ViewSpec("xray2", angle, lateral=True)}
+    shape = (folder.cube,) * 3
+    return {
+        key: projection_matrix(
+            view, shape, folder.spacing_mm, case.iso_mm, geometry=case.geometry, sod_mm=folder.sod_mm
+        )
+        for key, view in views.items()
+    }
+
+
+def marker_offset_px(sample: dict, key: str, marker: Sequence[float], cube: int) -> np.ndarray:
+    """(row, col) distance between where the matrix ``key`` sends the marker and the brightest pixel of its view."""
+    d, h, w = (2.0 * np.asarray(marker) + 1.0) / cube - 1.0
+    homogeneous = sample[key].double().numpy() @ np.array([w, h, d, 1.0])
+    u, v = homogeneous[:2] / homogeneous[2]
+    image = sample[key.removeprefix("proj_")][0].numpy()
+    rows, cols = image.shape
+    peak = np.unravel_index(int(image.argmax()), image.shape)
+    return np.abs(np.array([((v + 1) * rows - 1) / 2, ((u + 1) * cols - 1) / 2]) - np.asarray(peak))
+
+
+@pytest.mark.parametrize("angle", [90.0, 85.0])
+def test_samples_carry_the_recorded_projection_matrices(geometry_folder: Any, angle: float) -> None:
+    """Each view's matrix is the helper's for the geometry the case was prepared with, and sends the CT's
+    marker onto the marker's pixel in the stored view (cone and parallel cases)."""
+    assert {case.geometry for case in geometry_folder.cases} == {"cone", "parallel"}
+    for case in geometry_folder.cases:
+        sample = X2CTDataset(geometry_folder.root, [case.case_id], lateral_angle=angle, cube=None)[0]
+        for key, expected in expected_matrices(geometry_folder, case, angle).items():
+            assert sample[key].shape == (3, 4) and sample[key].dtype == torch.float32
+            np.testing.assert_allclose(sample[key].numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=key)
+            offset = marker_offset_px(sample, key, case.marker, geometry_folder.cube)
+            assert offset.max() <= MARKER_TOLERANCE_PX, (case.case_id, key, offset)
+
+
+def test_resizing_leaves_the_projection_matrices_unchanged(geometry_folder: Any) -> None:
+    case = geometry_folder.cases[0]
+    stored = X2CTDataset(geometry_folder.root, [case.case_id], cube=None)[0]
+    resized = X2CTDataset(geometry_folder.root, [case.case_id], cube=16, xray_size=40)[0]
+    assert resized["ct"].shape == (1, 16, 16, 16) and resized["xray1"].shape == (1, 40, 40)
+    for key in ("proj_xray1", "proj_xray2"):
+        assert torch.equal(resized[key], stored[key])
+        scale = 40 / geometry_folder.cube  # a stored pixel in resized pixels
+        assert marker_offset_px(resized, key, case.marker, geometry_folder.cube).max() <= scale * MARKER_TOLERANCE_PX
+
+
+def test_flip_mirrors_the_projection_matrices_with_the_data(geometry_folder: Any) -> None:
+    """After a left-right flip the flipped CT's marker still lands on its pixel in the flipped xray1 and in the
+    unflipped xray2 (an 85-degree cone view: not mirror-symmetric); matrices that ignore the flip of the image
+    (xray1) or of the CT (xray2) miss it."""
+    case = next(c for c in geometry_folder.cases if c.geometry == "cone")
+    options = {"lateral_angle": 85.0, "cube": None}
+    plain = X2CTDataset(geometry_folder.root, [case.case_id], **options)[0]
+    flipped = X2CTDataset(geometry_folder.root, [case.case_id], augment=AugmentConfig(flip_lr=1.0), **options)[0]
+    assert torch.equal(flipped["proj_xray1"], flip_image_columns(flip_volume_x(plain["proj_xray1"])))
+    assert torch.equal(flipped["proj_xray2"], flip_volume_x(plain["proj_xray2"]))
+    d, h, w = case.marker
+    mirrored_marker = (d, h, geometry_folder.cube - 1 - w)
+    stale = {"proj_xray1": flip_volume_x(plain["proj_xray1"]), "proj_xray2": plain["proj_xray2"]}
+    for key in ("proj_xray1", "proj_xray2"):
+        right = marker_offset_px(flipped, key, mirrored_marker, geometry_folder.cube)
+        wrong = marker_offset_px({**flipped, key: stale[key]}, key, mirrored_marker, geometry_folder.cube)
+        assert right.max() <= MARKER_TOLERANCE_PX and wrong.max() > 2 * MARKER_TOLERANCE_PX, (key, right, wrong)
+
+
+def test_files_without_geometry_get_aligned_parallel_matrices(
+    root: Path, tmp_path: Path, fresh_projection_log: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Official X2CT-GAN files (and files without ``drr.`` attributes) get the X2CT convention's aligned parallel
+    views, whatever their sizes; the log says so once."""
+    folder = tmp_path / "LIDC-0001"
+    folder.mkdir()
+    with h5py.File(folder / TRIPLET_FILENAME, "w") as h5:
+        h5.create_dataset("ct", data=np.full((20, 20, 20), 1024.0))
+        h5.create_dataset("xray1", data=np.zeros((24, 24), dtype=np.uint8))
+        h5.create_dataset("xray2", data=np.zeros((24, 24), dtype=np.uint8))
+    with caplog.at_level(logging.WARNING, logger="x2ct.drr.projection"):
+        samples = [X2CTDataset(tmp_path, ["LIDC-0001"], cube=CUBE)[0], *X2CTDataset(root, ["case_a", "case_b"])]
+    for sample in samples:
+        np.testing.assert_allclose(sample["proj_xray1"].numpy(), IDENTITY_AP, atol=1e-6)
+        np.testing.assert_allclose(sample["proj_xray2"].numpy(), IDENTITY_LATERAL, atol=1e-6)
+    assert len(caplog.records) == 1 and "aligned parallel" in caplog.records[0].getMessage()

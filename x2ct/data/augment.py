@@ -1,13 +1,17 @@
 """Optional training augmentation of normalized samples (off by default, as in the official X2CT-GAN code).
 
 Operates on the tensors of a sample (``ct`` (1, D, H, W), ``xray1`` (1, S, S), ``xray2`` (1, S, S), all in
-[0, 1], canonical axes) and draws every random number from the ``torch.Generator`` it is given.
+[0, 1], canonical axes; optional projection matrices ``proj_xray1`` / ``proj_xray2`` (3, 4), see
+:mod:`x2ct.drr.projection`) and draws every random number from the ``torch.Generator`` it is given.
 
 * ``flip_lr`` (probability): mirror left-right. The CT is flipped along W and the AP view ``xray1`` along its
   columns (which line up with W). The lateral view ``xray2`` is a projection along W and is left as it is:
   this is exact for a parallel-beam projection (a sum along W does not change when W is reversed) and only
   approximate for a cone beam (the source side, hence the magnification of each half, swaps) and for
-  laterals other than 90 degrees (a mirrored 85-degree view is a 95-degree view).
+  laterals other than 90 degrees (a mirrored 85-degree view is a 95-degree view). The projection matrices
+  ``proj_xray1`` / ``proj_xray2`` (when the sample has them) follow exactly: both get x -> -x, ``proj_xray1``
+  also u -> -u, so every voxel of the flipped CT still maps to the pixel its tissue projects onto in the
+  images as delivered (even where the unflipped ``xray2`` is only approximately a view of the flipped CT).
 * ``xray_gamma`` ``(low, high)``: each X-ray becomes ``x ** g`` with ``g`` uniform in [low, high], drawn
   independently per view.
 * ``xray_noise_std``: additive Gaussian noise of this standard deviation (on the [0, 1] scale) on each X-ray,
@@ -24,9 +28,12 @@ from typing import Any
 
 import torch
 
+from x2ct.drr.projection import flip_image_columns, flip_volume_x
+
 CT_WIDTH_AXIS = -1  # W, the patient's right -> left, last axis of (1, D, H, W)
 XRAY_COLUMN_AXIS = -1  # columns of (1, S, S); xray1 columns line up with the CT's W
 XRAY_KEYS = ("xray1", "xray2")
+PROJECTION_KEYS = ("proj_xray1", "proj_xray2")  # projection matrices of xray1 and xray2, (3, 4)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,11 @@ class TripletAugmenter:
         if self.config.flip_lr > 0.0 and _uniform(generator) < self.config.flip_lr:
             out["ct"] = out["ct"].flip(CT_WIDTH_AXIS)
             out["xray1"] = out["xray1"].flip(XRAY_COLUMN_AXIS)
+            ap_key, lateral_key = PROJECTION_KEYS
+            if ap_key in out:
+                out[ap_key] = flip_image_columns(flip_volume_x(out[ap_key]))
+            if lateral_key in out:
+                out[lateral_key] = flip_volume_x(out[lateral_key])
         for key in XRAY_KEYS:
             out[key] = self._augment_xray(out[key], generator)
         return out

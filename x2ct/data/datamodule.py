@@ -73,8 +73,10 @@ def holdout_split(case_ids: Sequence[str], val_fraction: float, seed: int) -> Sp
 class X2CTDataModule(LightningDataModule):
     """Train / validation / test loaders over a prepared triplet folder.
 
-    Samples are dicts ``{"ct": (1, cube, cube, cube), "xray1": (1, S, S), "xray2": (1, S, S), "case_id"}``,
-    float32 in [0, 1] (see :class:`x2ct.data.dataset.X2CTDataset`); batches add a leading batch axis and
+    Samples are dicts ``{"ct": (1, cube, cube, cube), "xray1": (1, S, S), "xray2": (1, S, S), "proj_xray1":
+    (3, 4), "proj_xray2": (3, 4), "case_id"}``: images float32 in [0, 1], the projection matrices of the two views
+    float32 (see :class:`x2ct.data.dataset.X2CTDataset` and :mod:`x2ct.drr.projection`). Batches (train, val,
+    test and predict alike) add a leading batch axis, so ``proj_xray1`` / ``proj_xray2`` are (N, 3, 4), and
     ``case_id`` becomes a list of str.
 
     Args:

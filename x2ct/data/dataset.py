@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from x2ct.data.augment import AugmentConfig, TripletAugmenter
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, normalize_ct, normalize_xray
-from x2ct.io.hdf5 import TRIPLET_FILENAME, TripletFileError, lateral_key, read_triplet
+from x2ct.drr.projection import triplet_projection_matrices
+from x2ct.io.hdf5 import TRIPLET_FILENAME, Triplet, TripletFileError, lateral_key, read_triplet
 
 Sample = dict[str, Any]
 TORCH_SEED_MODULUS = 2**63  # keeps a derived seed inside the range torch.Generator.manual_seed accepts
@@ -25,9 +27,18 @@ TORCH_SEED_MODULUS = 2**63  # keeps a derived seed inside the range torch.Genera
 class X2CTDataset(Dataset[Sample]):
     """Normalized (CT, AP X-ray, lateral X-ray) samples of the listed cases.
 
-    Each item is ``{"ct": float32 (1, cube, cube, cube) in [0, 1], "xray1": float32 (1, S, S) in [0, 1],
-    "xray2": float32 (1, S, S) in [0, 1], "case_id": str}`` in canonical axes (D, H, W), S = ``xray_size``.
-    See :mod:`x2ct.data.normalization` for the scaling.
+    Each item is a dict in canonical axes (D, H, W), S = ``xray_size`` (see :mod:`x2ct.data.normalization` for
+    the scaling):
+
+    * ``"ct"``: float32 (1, cube, cube, cube) in [0, 1];
+    * ``"xray1"``: float32 (1, S, S) in [0, 1], the AP view; ``"xray2"``: float32 (1, S, S) in [0, 1], the
+      lateral view at ``lateral_angle``;
+    * ``"proj_xray1"``, ``"proj_xray2"``: float32 (3, 4) projection matrices of those two views, mapping
+      homogeneous CT grid coordinates ``(x, y, z, 1)`` to image coordinates ``(u s, v s, s)``, both in the
+      ``grid_sample(align_corners=False)`` frame (see :mod:`x2ct.drr.projection`); built from the geometry the
+      file records (aligned parallel geometry when it records none), independent of ``cube`` and ``xray_size``,
+      and mirrored with the data by the ``flip_lr`` augmentation;
+    * ``"case_id"``: str.
 
     Args:
         root: folder holding one ``<case_id>/ct_xray_data.h5`` per case.
@@ -75,6 +86,7 @@ class X2CTDataset(Dataset[Sample]):
         self.augment_seed_offset = int(augment_seed_offset)
         self._generator: torch.Generator | None = None
         self._generator_pid: int | None = None
+        self._projections: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # case id -> float32 (3, 4) twice
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -90,15 +102,30 @@ class X2CTDataset(Dataset[Sample]):
             triplet = read_triplet(path, self.lateral_angle)
         except TripletFileError as error:
             raise type(error)(f"case {case_id!r}: {error}") from error
+        proj_xray1, proj_xray2 = self._projection_matrices(case_id, triplet, path)
         sample: Sample = {
             "ct": normalize_ct(triplet.ct_hu_plus_1024, self.cube, self.window)[None],
             "xray1": normalize_xray(triplet.xray1, self.xray_size)[None],
             "xray2": normalize_xray(triplet.xray2, self.xray_size)[None],
+            "proj_xray1": torch.tensor(proj_xray1),
+            "proj_xray2": torch.tensor(proj_xray2),
             "case_id": case_id,
         }
         if self._augmenter is not None:
             sample = self._augmenter(sample, self._process_generator())
         return sample
+
+    def _projection_matrices(self, case_id: str, triplet: Triplet, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (3, 4) matrices of the case's xray1 and xray2, computed once per case from its attributes."""
+        if case_id not in self._projections:
+            try:
+                matrices = triplet_projection_matrices(
+                    triplet.attrs, triplet.ct_hu_plus_1024.shape, self.lateral_angle, where=str(path)
+                )
+            except ValueError as error:
+                raise TripletFileError(f"case {case_id!r}: {error}") from error
+            self._projections[case_id] = (matrices[0].astype(np.float32), matrices[1].astype(np.float32))
+        return self._projections[case_id]
 
     def _process_generator(self) -> torch.Generator:
         """The augmentation generator of the current process, seeded from ``torch.initial_seed()``.
