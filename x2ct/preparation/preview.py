@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from x2ct.io.volume import Volume
 from x2ct.utils.atomic import atomic_output
@@ -31,7 +29,9 @@ def save_case_preview(volume: Volume, images: dict[str, np.ndarray], path: str |
         "axial (H x W)": volume.hu[d, :, :],
     }
     n_panels = len(slices) + len(images)
-    fig, axes = plt.subplots(1, n_panels, figsize=(2.4 * n_panels, 2.8))
+    fig = Figure(figsize=(2.4 * n_panels, 2.8))  # its own Agg canvas: no pyplot state, no backend switch
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
     for ax, (title, image) in zip(axes, slices.items(), strict=False):
         ax.imshow(image, cmap="gray", vmin=DISPLAY_HU_WINDOW[0], vmax=DISPLAY_HU_WINDOW[1])
         ax.set_title(title, fontsize=8)
@@ -45,4 +45,3 @@ def save_case_preview(volume: Volume, images: dict[str, np.ndarray], path: str |
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=PREVIEW_DPI, format="png")
-    plt.close(fig)

@@ -18,11 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from x2ct.metrics import LEGACY_METRIC_NAMES
 from x2ct.utils.atomic import atomic_output, atomic_write_text
@@ -165,9 +163,9 @@ def plot_metrics(jobs: Sequence[JobResult], keys: Sequence[str], names: Sequence
     numeric = len(keys) == 1 and all(_sort_key(job.values.get(keys[0], ""))[0] == 0 for job in jobs)
     xs = [float(job.values[keys[0]]) for job in jobs] if numeric else list(range(len(jobs)))
     rows = -(-len(names) // PLOT_COLUMNS)
-    fig, axes = plt.subplots(
-        rows, PLOT_COLUMNS, figsize=(PANEL_INCHES[0] * PLOT_COLUMNS, PANEL_INCHES[1] * rows), squeeze=False
-    )
+    fig = Figure(figsize=(PANEL_INCHES[0] * PLOT_COLUMNS, PANEL_INCHES[1] * rows))  # no pyplot, no backend switch
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, PLOT_COLUMNS, squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         means = [job.summary[name]["mean"] for job in jobs]
         low = [m - job.summary[name]["ci_low"] for m, job in zip(means, jobs, strict=True)]
@@ -185,7 +183,6 @@ def plot_metrics(jobs: Sequence[JobResult], keys: Sequence[str], names: Sequence
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=PLOT_DPI, format="png")
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
