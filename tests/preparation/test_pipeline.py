@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.helpers import TINY_OVERRIDES, compose_config, write_nifti_pair
 from x2ct.io.hdf5 import read_triplet
 from x2ct.phantom import make_phantom
 from x2ct.preparation.pipeline import (
@@ -26,15 +27,24 @@ from x2ct.prepare import prepare_from_config
 N_PHANTOMS = 5
 
 
-def _prepare(out_dir: Path, *extra: str) -> int:
-    cfg = compose_config("prepare", [*TINY_OVERRIDES, f"out_dir={out_dir}", *extra])
-    return prepare_from_config(cfg, progress=False)
+Prepare = Callable[..., int]
 
 
 @pytest.fixture(scope="module")
-def phantom_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def prepare(compose_config: Callable[..., Any], tiny_prepare_overrides: tuple[str, ...]) -> Prepare:
+    """``(out_dir, *overrides) -> exit status`` of x2ct-prepare's config with the tiny settings."""
+
+    def run(out_dir: Path, *extra: str) -> int:
+        cfg = compose_config("prepare", [*tiny_prepare_overrides, f"out_dir={out_dir}", *extra])
+        return prepare_from_config(cfg, progress=False)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def phantom_run(tmp_path_factory: pytest.TempPathFactory, prepare: Prepare) -> Path:
     out_dir = tmp_path_factory.mktemp("phantoms")
-    assert _prepare(out_dir, "source=phantom", f"source.n_cases={N_PHANTOMS}") == 0
+    assert prepare(out_dir, "source=phantom", f"source.n_cases={N_PHANTOMS}") == 0
     return out_dir
 
 
@@ -76,27 +86,27 @@ def test_triplet_is_aligned_with_ct(phantom_run: Path) -> None:
     assert _best_shift(triplet.xray2, lateral) == (0, 0)
 
 
-def test_rerun_skips_finished_cases(phantom_run: Path) -> None:
+def test_rerun_skips_finished_cases(phantom_run: Path, prepare: Prepare) -> None:
     path = triplet_path(phantom_run, "phantom_0002")
     before = path.stat().st_mtime_ns
     train_before = (phantom_run / "train.txt").read_text()
-    assert _prepare(phantom_run, "source=phantom", f"source.n_cases={N_PHANTOMS}") == 0
+    assert prepare(phantom_run, "source=phantom", f"source.n_cases={N_PHANTOMS}") == 0
     assert path.stat().st_mtime_ns == before
     assert {r["status"] for r in read_manifest(phantom_run / "manifest.csv")} == {"exists"}
     assert (phantom_run / "train.txt").read_text() == train_before
 
 
-def test_invalid_leftover_is_rebuilt(tmp_path: Path) -> None:
+def test_invalid_leftover_is_rebuilt(tmp_path: Path, prepare: Prepare) -> None:
     path = triplet_path(tmp_path, "phantom_0000")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an hdf5 file")
-    assert _prepare(tmp_path, "source=phantom", "source.n_cases=1") == 0
+    assert prepare(tmp_path, "source=phantom", "source.n_cases=1") == 0
     assert read_triplet(path).xray1.shape == (32, 32)
     assert read_manifest(tmp_path / "manifest.csv")[0]["status"] == "ok"
 
 
 @pytest.fixture
-def pairs_root(tmp_path: Path) -> Path:
+def pairs_root(tmp_path: Path, write_nifti_pair: Callable[..., tuple[Path, Path]]) -> Path:
     """Two good NIfTI pairs and three bad ones (shape mismatch, empty mask, unreadable CT)."""
     root = tmp_path / "pairs"
     for i in range(2):
@@ -113,9 +123,9 @@ def pairs_root(tmp_path: Path) -> Path:
     return root
 
 
-def test_bad_cases_are_recorded_and_fail_the_run(pairs_root: Path, tmp_path: Path) -> None:
+def test_bad_cases_are_recorded_and_fail_the_run(pairs_root: Path, tmp_path: Path, prepare: Prepare) -> None:
     out_dir = tmp_path / "out"
-    status = _prepare(out_dir, "source=pairs", f"source.root={pairs_root}")
+    status = prepare(out_dir, "source=pairs", f"source.root={pairs_root}")
     assert status == 1
     rows = {r["case_id"]: r for r in read_manifest(out_dir / "manifest.csv")}
     assert set(rows) == {"good0", "good1", "mismatch", "empty", "garbage"}
@@ -126,11 +136,11 @@ def test_bad_cases_are_recorded_and_fail_the_run(pairs_root: Path, tmp_path: Pat
         assert not triplet_path(out_dir, bad).exists()
     listed = (out_dir / "train.txt").read_text().split() + (out_dir / "test.txt").read_text().split()
     assert sorted(listed) == ["good0", "good1"]
-    assert _prepare(out_dir, "source=pairs", f"source.root={pairs_root}", "allow_failures=true") == 0
+    assert prepare(out_dir, "source=pairs", f"source.root={pairs_root}", "allow_failures=true") == 0
 
 
-def test_paper_mode_and_custom_angles(tmp_path: Path) -> None:
-    status = _prepare(
+def test_paper_mode_and_custom_angles(tmp_path: Path, prepare: Prepare) -> None:
+    status = prepare(
         tmp_path,
         "source=phantom",
         "source.n_cases=1",
@@ -168,7 +178,7 @@ def test_views_follow_the_hdf5_names() -> None:
 
 
 @pytest.mark.slow
-def test_console_script_with_two_workers(tmp_path: Path) -> None:
+def test_console_script_with_two_workers(tmp_path: Path, tiny_prepare_overrides: tuple[str, ...]) -> None:
     """The installed ``x2ct-prepare`` command, two worker processes, non-zero exit on a bad source."""
     exe = Path(sys.executable).parent / "x2ct-prepare"
     out_dir = tmp_path / "cli"
@@ -179,7 +189,7 @@ def test_console_script_with_two_workers(tmp_path: Path) -> None:
         f"out_dir={out_dir}",
         "workers=2",
         f"hydra.run.dir={tmp_path / 'hydra'}",
-        *[o for o in TINY_OVERRIDES if not o.startswith("workers")],
+        *[o for o in tiny_prepare_overrides if not o.startswith("workers")],
     ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -201,38 +211,38 @@ def test_console_script_with_two_workers(tmp_path: Path) -> None:
     assert "nowhere" in bad.stdout + bad.stderr
 
 
-def test_rerun_rebuilds_cases_whose_settings_changed(tmp_path: Path) -> None:
+def test_rerun_rebuilds_cases_whose_settings_changed(tmp_path: Path, prepare: Prepare) -> None:
     """A new lateral angle (or any setting that shapes a file) rebuilds the case; the same settings skip it."""
     angles = "lateral_angles=[90]"
-    assert _prepare(tmp_path, "source=phantom", "source.n_cases=2", angles) == 0
+    assert prepare(tmp_path, "source=phantom", "source.n_cases=2", angles) == 0
     path = triplet_path(tmp_path, "phantom_0000")
     with h5py.File(path, "r") as f:
         assert "xray2_085" not in f
-    assert _prepare(tmp_path, "source=phantom", "source.n_cases=2", "lateral_angles=[90,85]") == 0
+    assert prepare(tmp_path, "source=phantom", "source.n_cases=2", "lateral_angles=[90,85]") == 0
     with h5py.File(path, "r") as f:
         assert "xray2_085" in f
     rows = read_manifest(tmp_path / "manifest.csv")
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert all(r["reason"] == "rebuilt: settings changed (lateral_angles)" for r in rows), rows
     before = path.stat().st_mtime_ns
-    assert _prepare(tmp_path, "source=phantom", "source.n_cases=2", "lateral_angles=[90,85]") == 0
+    assert prepare(tmp_path, "source=phantom", "source.n_cases=2", "lateral_angles=[90,85]") == 0
     assert path.stat().st_mtime_ns == before
     assert [r["status"] for r in read_manifest(tmp_path / "manifest.csv")] == ["exists", "exists"]
     assert (
-        _prepare(tmp_path, "source=phantom", "source.n_cases=2", "lateral_angles=[90,85]", "drr.geometry=parallel") == 0
+        prepare(tmp_path, "source=phantom", "source.n_cases=2", "lateral_angles=[90,85]", "drr.geometry=parallel") == 0
     )
     reasons = {r["reason"] for r in read_manifest(tmp_path / "manifest.csv")}
     assert reasons == {"rebuilt: settings changed (drr.geometry)"}
 
 
-def test_file_without_fingerprint_is_rebuilt(tmp_path: Path) -> None:
+def test_file_without_fingerprint_is_rebuilt(tmp_path: Path, prepare: Prepare) -> None:
     """Files of an older x2ct-prepare (no settings fingerprint) are rebuilt, not trusted."""
-    assert _prepare(tmp_path, "source=phantom", "source.n_cases=1", "lateral_angles=[90]") == 0
+    assert prepare(tmp_path, "source=phantom", "source.n_cases=1", "lateral_angles=[90]") == 0
     path = triplet_path(tmp_path, "phantom_0000")
     with h5py.File(path, "a") as f:
         for name in [n for n in f.attrs if n.startswith("prepare.")]:
             del f.attrs[name]
-    assert _prepare(tmp_path, "source=phantom", "source.n_cases=1", "lateral_angles=[90]") == 0
+    assert prepare(tmp_path, "source=phantom", "source.n_cases=1", "lateral_angles=[90]") == 0
     row = read_manifest(tmp_path / "manifest.csv")[0]
     assert row["status"] == "ok" and row["reason"].startswith("rebuilt: no settings fingerprint"), row
     with h5py.File(path, "r") as f:
