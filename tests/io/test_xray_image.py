@@ -2,61 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from x2ct.errors import CaseError
 from x2ct.io.xray_image import XrayNotFoundError, XrayReadError, read_xray_image
 
 ROWS, COLS = 24, 32
+WriteDicom = Callable[..., Path]  # the write_dicom fixture
 
 
 def ramp(dtype: type[np.integer], high: int) -> np.ndarray:
     """(ROWS, COLS) image whose values rise from 0 to ``high`` along the columns."""
     return np.tile(np.linspace(0, high, COLS).round().astype(dtype), (ROWS, 1))
-
-
-def write_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    photometric: str = "MONOCHROME2",
-    slope: float | None = None,
-    intercept: float | None = None,
-    window: tuple[float, float] | None = None,
-) -> Path:
-    """A minimal uint16 secondary-capture DICOM; (frames, rows, cols) pixels make a multi-frame file."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = pixels.shape[-2:]
-    if pixels.ndim == 3:
-        ds.NumberOfFrames = pixels.shape[0]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    if slope is not None:
-        ds.RescaleSlope = slope
-    if intercept is not None:
-        ds.RescaleIntercept = intercept
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def test_png_8bit_is_divided_by_255(tmp_path: Path) -> None:
@@ -114,7 +76,7 @@ def test_float_tiff_outside_unit_range_is_rejected(tmp_path: Path) -> None:
         read_xray_image(tmp_path / "f.tiff")
 
 
-def test_dicom_rescale_then_min_max_without_window(tmp_path: Path) -> None:
+def test_dicom_rescale_then_min_max_without_window(tmp_path: Path, write_dicom: WriteDicom) -> None:
     stored = ramp(np.uint16, 1000)
     path = write_dicom(tmp_path / "a.dcm", stored, slope=2.0, intercept=-500.0)
     image = read_xray_image(path)
@@ -123,7 +85,7 @@ def test_dicom_rescale_then_min_max_without_window(tmp_path: Path) -> None:
     np.testing.assert_allclose(image, expected, atol=1e-6)
 
 
-def test_dicom_window_clips_and_scales_modality_values(tmp_path: Path) -> None:
+def test_dicom_window_clips_and_scales_modality_values(tmp_path: Path, write_dicom: WriteDicom) -> None:
     stored = ramp(np.uint16, 1000)
     path = write_dicom(tmp_path / "a.dcm", stored, slope=2.0, intercept=-500.0, window=(500.0, 1000.0))
     image = read_xray_image(path)
@@ -134,7 +96,7 @@ def test_dicom_window_clips_and_scales_modality_values(tmp_path: Path) -> None:
     assert read_xray_image(path, use_dicom_window=False)[0, 0] == 0.0
 
 
-def test_dicom_monochrome1_is_inverted(tmp_path: Path) -> None:
+def test_dicom_monochrome1_is_inverted(tmp_path: Path, write_dicom: WriteDicom) -> None:
     stored = ramp(np.uint16, 1000)
     mono2 = read_xray_image(write_dicom(tmp_path / "m2.dcm", stored))
     mono1 = read_xray_image(write_dicom(tmp_path / "m1.dcm", stored, photometric="MONOCHROME1"))
@@ -142,12 +104,12 @@ def test_dicom_monochrome1_is_inverted(tmp_path: Path) -> None:
     assert mono1[0, 0] == 1.0  # lowest stored value is the brightest on MONOCHROME1
 
 
-def test_dicom_without_suffix_is_detected_by_its_marker(tmp_path: Path) -> None:
+def test_dicom_without_suffix_is_detected_by_its_marker(tmp_path: Path, write_dicom: WriteDicom) -> None:
     path = write_dicom(tmp_path / "IM0001", ramp(np.uint16, 1000))
     assert read_xray_image(path).max() == 1.0
 
 
-def test_multiframe_dicom_has_wrong_dimensionality(tmp_path: Path) -> None:
+def test_multiframe_dicom_has_wrong_dimensionality(tmp_path: Path, write_dicom: WriteDicom) -> None:
     frames = np.stack([ramp(np.uint16, 1000)] * 2)
     path = write_dicom(tmp_path / "multi.dcm", frames)
     with pytest.raises(XrayReadError, match=r"multi\.dcm.*2D"):
@@ -178,7 +140,7 @@ def test_text_renamed_dcm_is_not_dicom(tmp_path: Path) -> None:
         read_xray_image(tmp_path / "notes.dcm")
 
 
-def test_blank_images_are_rejected(tmp_path: Path) -> None:
+def test_blank_images_are_rejected(tmp_path: Path, write_dicom: WriteDicom) -> None:
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((ROWS, COLS), 128, np.uint8))
     with pytest.raises(XrayReadError, match=r"blank\.png.*blank"):
         read_xray_image(tmp_path / "blank.png")
