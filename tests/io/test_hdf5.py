@@ -7,9 +7,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
-from x2ct.io import hdf5
+from x2ct.drr import DRRConfig, DRRRenderer, ViewSpec
 from x2ct.errors import CaseError
+from x2ct.io import hdf5
 from x2ct.io.hdf5 import (
     HU_OFFSET,
     SCHEMA_VERSION,
@@ -103,13 +105,27 @@ def test_attributes_are_flattened_and_converted(tmp_path: Path) -> None:
     assert attrs["spacing_mm"] == [1.0, 1.0, 1.5]
     assert attrs["geometry.sid_mm"] == 1000.0 and attrs["geometry.mode"] == "cone"
     assert attrs["geometry.detector.pixels"] == 128
-    assert attrs["window"] == "None"
+    assert attrs["window"] is None
     assert attrs["flags"] == [1, 0]
     assert attrs["affine"] == np.eye(4).tolist()
     assert attrs["source"] == "/data/ct.nii.gz"
     assert attrs["schema_version"] == SCHEMA_VERSION and attrs["hu_offset"] == HU_OFFSET
     assert attrs["lateral_angles"] == [75.0, 85.0, 90.0]
     assert flatten_attributes({"a": {"b": ["x", "y"]}})["a.b"].tolist() == ["x", "y"]
+
+
+def test_none_has_one_encoding_and_reads_back_as_none(tmp_path: Path) -> None:
+    """None is stored one way (also for the renderer's unset DRR options) and the reader returns None."""
+    renderer = DRRRenderer(DRRConfig(detector_shape=None, display_window=None))
+    renderer.render(torch.zeros(8, 8, 8), (1.0, 1.0, 1.0), views=[ViewSpec("xray1", 0.0, lateral=False)])
+    ct_hu, xray1, laterals = make_case()
+    path = write_triplet(tmp_path / "n.h5", ct_hu, xray1, laterals, {"drr": renderer.geometry_attrs(), "a": None})
+    with h5py.File(path) as h5:
+        stored = {name: value for name, value in h5.attrs.items() if name in ("a", "drr.detector_shape")}
+    assert stored == {"a": hdf5.NONE_ATTRIBUTE, "drr.detector_shape": hdf5.NONE_ATTRIBUTE}
+    attrs = read_triplet(path).attrs
+    assert attrs["a"] is None and attrs["drr.detector_shape"] is None and attrs["drr.display_window"] is None
+    assert attrs["drr.geometry"] == "cone"  # other strings stay strings
 
 
 def test_int16_rounds_and_clips_while_float32_keeps_fractions(tmp_path: Path) -> None:

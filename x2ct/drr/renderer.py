@@ -280,13 +280,17 @@ class DRRRenderer:
             last[f"{view.name}_detector_pixel_col_mm"] = layout.pitch_col_mm * cfg.magnification
         self._last = last
 
-    def geometry_attrs(self) -> dict[str, float | int | str]:
-        """Flat str/float/int provenance for HDF5 attributes: the config, and after a render the isocentre
-        and each view's detector grid (``<name>_rows``, ``<name>_iso_pitch_row_mm``, ...)."""
-        attrs: dict[str, float | int | str] = {"drr_units": self._units(), "magnification": self.cfg.magnification}
+    def geometry_attrs(self) -> dict[str, float | int | str | None]:
+        """Flat str/float/int provenance for HDF5 attributes: the config (None for an unset option, which
+        :mod:`x2ct.io.hdf5` stores and reads back as None), and after a render the isocentre and each view's
+        detector grid (``<name>_rows``, ``<name>_iso_pitch_row_mm``, ...)."""
+        attrs: dict[str, float | int | str | None] = {
+            "drr_units": self._units(),
+            "magnification": self.cfg.magnification,
+        }
         for name, value in asdict(self.cfg).items():
             if value is None:
-                attrs[name] = "none"
+                attrs[name] = None
             elif isinstance(value, tuple | list):
                 for suffix, item in zip(PAIR_SUFFIXES.get(name, ("low", "high")), value, strict=True):
                     attrs[f"{name}_{suffix}"] = item if isinstance(item, int) else float(item)

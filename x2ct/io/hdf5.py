@@ -10,6 +10,8 @@ Layout (design.md section 4; compatible with the official X2CT-GAN reader, which
 * ``xray2_NNN``: lateral view at NNN degrees (three digits, e.g. ``xray2_085``), same rules as ``xray2``.
 * file attributes: ``schema_version``, ``hu_offset``, ``lateral_angles`` and the caller's attributes
   (spacing, geometry, DRR mode, source case, ...), nested dicts flattened with ``.`` (``geometry.sid_mm``).
+  None is stored as the string ``"None"`` and read back as None. (Files written before this rule may hold
+  ``"none"`` for an unset DRR option such as ``drr.detector_shape``; it reads back as that string.)
 
 X-ray shape rule: 2D, and either matching the CT's aligned plane (xray1: (D, W); laterals: (D, H)) or
 square of any size. Files from the official pipeline (only ``ct``, ``xray1``, ``xray2``, no attributes,
@@ -44,7 +46,7 @@ ANGLE_MIN_EXCLUSIVE = 0.0
 ANGLE_MAX_EXCLUSIVE = 180.0
 ANGLE_INTEGER_TOLERANCE = 1e-6
 ATTRIBUTE_SEPARATOR = "."
-NONE_ATTRIBUTE = "None"  # how a None attribute value is stored (HDF5 has no null)
+NONE_ATTRIBUTE = "None"  # how a None attribute value is stored (HDF5 has no null); read back as None
 INT16_MAX = int(np.iinfo(np.int16).max)
 UINT8_MAX = 255
 _LATERAL_KEY_PATTERN = re.compile(rf"^{XRAY2_KEY}_(\d{{3}})$")
@@ -156,9 +158,12 @@ def _storable(name: str, value: Any) -> Any:
 
 
 def _readable(value: Any) -> Any:
-    """HDF5 attribute value -> Python (bytes -> str, numpy scalars -> numbers, arrays -> lists)."""
+    """HDF5 attribute value -> Python (bytes -> str, ``"None"`` -> None, numpy scalars -> numbers, arrays ->
+    lists)."""
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        value = value.decode("utf-8")
+    if isinstance(value, str):
+        return None if value == NONE_ATTRIBUTE else value
     if isinstance(value, np.ndarray):
         return [_readable(item) for item in value.tolist()]
     if isinstance(value, np.generic):
