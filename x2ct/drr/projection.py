@@ -40,11 +40,12 @@ from x2ct.drr.geometry import (
     detector_layout,
     volume_centre_mm,
 )
+from x2ct.drr.renderer import DRRConfig
+from x2ct.io.hdf5 import lateral_key
 
 log = logging.getLogger(__name__)
 
-MATRIX_SHAPE: tuple[int, int] = (3, 4)
-DEFAULT_SOD_MM: float = 850.0  # DRRConfig's default source-to-isocentre distance
+DEFAULT_SOD_MM: float = DRRConfig.sod_mm  # the renderer's default source-to-isocentre distance
 # Triplet attributes written by the preparation pipeline (x2ct.preparation.pipeline.CaseProcessor.write).
 DRR_PREFIX = "drr."
 SPACING_ATTR = "spacing_mm"
@@ -56,7 +57,7 @@ AP_VIEW = ViewSpec(name="xray1", angle_deg=0.0, lateral=False)
 ALIGNED_SPACING_MM: tuple[float, float, float] = (1.0, 1.0, 1.0)  # isotropic, as the official X2CT data
 # CT grid axes in matrix column order (x, y, z) -> volume-frame axes (D, H, W).
 GRID_TO_VOLUME_AXIS: tuple[int, int, int] = (2, 1, 0)
-IMAGE_U_ROW, IMAGE_V_ROW = 0, 1
+IMAGE_U_ROW = 0  # the row of P giving u * s
 GRID_X_COLUMN = 0
 
 Matrix = TypeVar("Matrix", np.ndarray, torch.Tensor)
@@ -184,8 +185,6 @@ def triplet_projection_matrices(
     the aligned parallel geometry when the file records none. Raises ValueError (naming ``where``) when the
     recorded geometry is incomplete.
     """
-    from x2ct.io.hdf5 import lateral_key  # the schema's dataset names (x2ct.io does not import x2ct.drr)
-
     shape = tuple(int(n) for n in ct_shape)
     lateral = ViewSpec(name=lateral_key(lateral_angle), angle_deg=float(lateral_angle), lateral=True)
     geometry = attrs.get(DRR_PREFIX + "geometry")
@@ -197,7 +196,8 @@ def triplet_projection_matrices(
             where,
         )
         spacing = _spacing(attrs, where) if SPACING_ATTR in attrs else ALIGNED_SPACING_MM
-        return tuple(projection_matrix(v, shape, spacing, geometry="parallel") for v in (AP_VIEW, lateral))
+        ap, side = (projection_matrix(v, shape, spacing, geometry="parallel") for v in (AP_VIEW, lateral))
+        return ap, side
     if attrs.get(XRAY_MODE_ATTR) == PAPER_XRAY_MODE:
         _log_once(
             "paper",
