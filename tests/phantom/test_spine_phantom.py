@@ -50,7 +50,7 @@ def test_same_seed_gives_identical_volume_and_different_seeds_differ() -> None:
     np.testing.assert_array_equal(a.hu, b.hu)
     np.testing.assert_array_equal(a.labels, b.labels)
     assert a.meta == b.meta
-    assert a.case_id == "phantom_00003"
+    assert a.case_id == "phantom_0003"  # the format of the phantom source's ids
     noisy = PhantomConfig()
     c, d, e = make_phantom(11, noisy), make_phantom(11, noisy), make_phantom(12, noisy)
     np.testing.assert_array_equal(c.hu, d.hu)

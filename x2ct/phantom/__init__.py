@@ -7,6 +7,7 @@ randomized thoraco-lumbar spine inside a torso, reproducible from the seed.
 from __future__ import annotations
 
 from x2ct.phantom.anatomy import LEVEL_ANATOMY, LEVEL_NAMES, LevelAnatomy, level_label, level_run
+from x2ct.phantom.case_id import phantom_case_id, phantom_number
 from x2ct.phantom.config import PhantomConfig, TissueHU
 from x2ct.phantom.spine_phantom import make_phantom
 
@@ -19,4 +20,6 @@ __all__ = [
     "level_label",
     "level_run",
     "make_phantom",
+    "phantom_case_id",
+    "phantom_number",
 ]

@@ -14,6 +14,7 @@ import numpy as np
 from x2ct.io.volume import Volume, canonical_affine
 from x2ct.phantom.anatomy import LEVEL_ANATOMY, LEVEL_NAMES, LevelAnatomy, has_ribs, level_label
 from x2ct.phantom.canvas import BoneCanvas, VoxelGrid, paint
+from x2ct.phantom.case_id import phantom_case_id
 from x2ct.phantom.centreline import SpineShape, VertebraPose, spine_poses
 from x2ct.phantom.config import PhantomConfig, Range
 from x2ct.phantom.noise import add_gaussian_noise
@@ -234,6 +235,6 @@ def make_phantom(seed: int, config: PhantomConfig | None = None, case_id: str | 
         labels=labels,
         spacing=draw.spacing,
         affine=canonical_affine(draw.spacing),
-        case_id=case_id if case_id is not None else f"phantom_{int(seed):05d}",
+        case_id=case_id if case_id is not None else phantom_case_id(int(seed)),
         meta=meta,
     )

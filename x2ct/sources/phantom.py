@@ -8,10 +8,8 @@ from typing import Any
 import numpy as np
 
 from x2ct.io.volume import Volume
-from x2ct.phantom import PhantomConfig, make_phantom
+from x2ct.phantom import PhantomConfig, make_phantom, phantom_case_id, phantom_number
 from x2ct.sources.base import CaseRef, CaseSource
-
-PHANTOM_ID_DIGITS = 4
 
 
 def phantom_case_seed(seed: int, index: int) -> int:
@@ -32,15 +30,12 @@ class PhantomSource(CaseSource):
         self.phantom = phantom or PhantomConfig()
 
     def list_cases(self) -> list[CaseRef]:
-        return [
-            CaseRef(case_id=f"phantom_{i:0{PHANTOM_ID_DIGITS}d}", ct_path=None, mask_path=None)
-            for i in range(self.n_cases)
-        ]
+        return [CaseRef(case_id=phantom_case_id(i), ct_path=None, mask_path=None) for i in range(self.n_cases)]
 
     def file_settings(self, ref: CaseRef) -> dict[str, Any]:
         """The run seed and the phantom config: with the case index (its id) they decide the phantom."""
         return {"source": self.name, "seed": self.seed, "phantom": asdict(self.phantom)}
 
     def load(self, ref: CaseRef) -> Volume:
-        index = int(ref.case_id.rsplit("_", 1)[1])
+        index = phantom_number(ref.case_id)
         return make_phantom(phantom_case_seed(self.seed, index), self.phantom, case_id=ref.case_id)
