@@ -7,16 +7,13 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from tests.helpers import TINY_TRAIN_OVERRIDES, write_tiny_triplets
-from x2ct.config_dir import CONFIG_DIR
 from x2ct.hydra_callbacks import CreateSweepDir
 
 SUBMITIT_EXTRA = "needs hydra-submitit-launcher: pip install -e '.[slurm]'"
@@ -35,8 +32,21 @@ WANDB_RECORD_FULL, WANDB_RECORD_LAST = 1, 4
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_triplets(tmp_path_factory.mktemp("triplets"), n_train=4, n_test=2, cube=32)
+def data_root(tiny_triplets: Path) -> Path:
+    return tiny_triplets
+
+
+@pytest.fixture(scope="module")
+def tiny_fit(tiny_train_overrides: tuple[str, ...]) -> list[str]:
+    """The tiny networks, one short epoch per job."""
+    return [*tiny_train_overrides, *SHORT_FIT]
+
+
+@pytest.fixture(scope="module")
+def compose_train_with_hydra(compose_config: Callable[..., DictConfig]) -> Callable[[list[str]], DictConfig]:
+    """``(overrides) -> DictConfig``: the ``train`` config with its ``hydra`` node (launcher, sweeper), as
+    ``x2ct-train -m`` composes it."""
+    return lambda overrides: compose_config("train", overrides, hydra_node=True)
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
@@ -62,23 +72,17 @@ def run_train_multirun(args: list[str], tmp_path: Path) -> subprocess.CompletedP
     )
 
 
-def compose_train_with_hydra(overrides: list[str]) -> DictConfig:
-    """The ``train`` config with its ``hydra`` node (launcher, sweeper), as ``x2ct-train -m`` composes it."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
-
-
-def run_optuna_study(data_root: Path, sweep_dir: Path, tmp_path: Path, *extra: str) -> Any:
-    """A 2-trial ``hparams_search=optuna`` study on tiny data through the console script; returns the optuna study
-    loaded from its sqlite storage (after checking the sweep exited with status 0)."""
+def run_optuna_study(data_root: Path, tiny_fit: list[str], sweep_dir: Path, tmp_path: Path, *extra: str) -> Any:
+    """A 2-trial ``hparams_search=optuna`` study on tiny data (``tiny_fit``: network and schedule overrides)
+    through the console script; returns the optuna study loaded from its sqlite storage (after checking the sweep
+    exited with status 0)."""
     import optuna
 
     args = [
         "hparams_search=optuna",
         *extra,
         f"data.root={data_root}",
-        *TINY_TRAIN_OVERRIDES,
-        *SHORT_FIT,
+        *tiny_fit,
         "logger=csv",
         "callbacks=model_checkpoint",
         "hydra.sweeper.n_trials=2",
@@ -129,7 +133,9 @@ def test_create_sweep_dir_callback_makes_nested_dir(tmp_path: Path) -> None:
     assert sweep_dir.is_dir()
 
 
-def test_slurm_launcher_requests_one_task_and_gpu_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slurm_launcher_requests_one_task_and_gpu_per_device(
+    compose_train_with_hydra: Callable[[list[str]], DictConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason=SUBMITIT_EXTRA)
     from hydra.utils import instantiate
 
@@ -151,7 +157,9 @@ def test_slurm_launcher_requests_one_task_and_gpu_per_device(monkeypatch: pytest
     ]
 
 
-def test_local_launcher_gives_each_job_one_process_with_the_trainer_devices() -> None:
+def test_local_launcher_gives_each_job_one_process_with_the_trainer_devices(
+    compose_train_with_hydra: Callable[[list[str]], DictConfig],
+) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason=SUBMITIT_EXTRA)
     cfg = compose_train_with_hydra(["hydra/launcher=local", "trainer=gpu", "trainer.devices=2"])
     launcher = cfg.hydra.launcher
@@ -159,16 +167,17 @@ def test_local_launcher_gives_each_job_one_process_with_the_trainer_devices() ->
     assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes) == (1, 2, 1)
 
 
-@pytest.mark.slow
-def test_local_submitit_multirun_gives_each_job_its_checkpoint_and_wandb_run(data_root: Path, tmp_path: Path) -> None:
+@pytest.mark.full  # about 50 s on 2 CPU cores
+def test_local_submitit_multirun_gives_each_job_its_checkpoint_and_wandb_run(
+    data_root: Path, tiny_fit: list[str], tmp_path: Path
+) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason=SUBMITIT_EXTRA)
     sweep_dir = tmp_path / "sweep"
     done = run_train_multirun(
         [
             "hydra/launcher=local",
             f"data.root={data_root}",
-            *TINY_TRAIN_OVERRIDES,
-            *SHORT_FIT,
+            *tiny_fit,
             "model.loss.projection=1.0,2.0",
             "logger=wandb",
             f"hydra.sweep.dir={sweep_dir}",
@@ -185,7 +194,9 @@ def test_local_submitit_multirun_gives_each_job_its_checkpoint_and_wandb_run(dat
     assert projections == {1.0, 2.0}  # one run per job, each with its own config
 
 
-def test_optuna_config_searches_loss_weights_and_lr() -> None:
+def test_optuna_config_searches_loss_weights_and_lr(
+    compose_train_with_hydra: Callable[[list[str]], DictConfig],
+) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason=OPTUNA_EXTRA)
     from hydra.core.hydra_config import HydraConfig
 
@@ -207,12 +218,14 @@ def test_optuna_config_searches_loss_weights_and_lr() -> None:
 
 @pytest.mark.slow
 @IGNORE_SQLALCHEMY_20_WARNING
-def test_optuna_study_of_two_trials_writes_its_sqlite_storage(data_root: Path, tmp_path: Path) -> None:
+def test_optuna_study_of_two_trials_writes_its_sqlite_storage(
+    data_root: Path, tiny_fit: list[str], tmp_path: Path
+) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason=OPTUNA_EXTRA)
     import optuna
 
     sweep_dir = tmp_path / "sweep"
-    study = run_optuna_study(data_root, sweep_dir, tmp_path)
+    study = run_optuna_study(data_root, tiny_fit, sweep_dir, tmp_path)
     trials = study.get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert trials[0].params != trials[1].params
@@ -227,29 +240,30 @@ def test_optuna_study_of_two_trials_writes_its_sqlite_storage(data_root: Path, t
 
 @pytest.mark.slow
 @IGNORE_SQLALCHEMY_20_WARNING
-def test_optuna_study_goes_on_after_a_failed_trial(data_root: Path, tmp_path: Path) -> None:
+def test_optuna_study_goes_on_after_a_failed_trial(data_root: Path, tiny_fit: list[str], tmp_path: Path) -> None:
     """An invalid value in the search space: its trial fails at model construction and the study goes on."""
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason=OPTUNA_EXTRA)
     import optuna
 
     sweep_dir = tmp_path / "sweep"
     # the config's sampler (seed 0) draws the invalid value first
-    study = run_optuna_study(data_root, sweep_dir, tmp_path, "model.on_nonfinite=choice(raise,not-a-policy)")
+    study = run_optuna_study(data_root, tiny_fit, sweep_dir, tmp_path, "model.on_nonfinite=choice(raise,not-a-policy)")
     trials = study.get_trials()
     assert [t.params["model.on_nonfinite"] for t in trials] == ["not-a-policy", "raise"]
     assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
     assert OmegaConf.load(sweep_dir / "optimization_results.yaml").best_value == pytest.approx(trials[1].value)
 
 
-@pytest.mark.slow
-def test_basic_multirun_with_ddp_spawn_on_two_cpu_processes(data_root: Path, tmp_path: Path) -> None:
+@pytest.mark.full  # about 75 s on 2 CPU cores
+def test_basic_multirun_with_ddp_spawn_on_two_cpu_processes(
+    data_root: Path, tiny_fit: list[str], tmp_path: Path
+) -> None:
     """The recipe for a multi-GPU box without SLURM: DDP inside each job of a multirun through ``ddp_spawn``
     (the ``ddp`` launcher would re-run the sweep). Two jobs, two ranks each, identical weights per job."""
     sweep = tmp_path / "sweep"
     args = [
         f"data.root={data_root}",
-        *TINY_TRAIN_OVERRIDES,
-        *SHORT_FIT,
+        *tiny_fit,
         "trainer=ddp_cpu",
         "trainer.strategy=ddp_spawn_find_unused_parameters_true",
         "callbacks=fingerprint",

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import nbformat
 import numpy as np
@@ -16,7 +17,6 @@ import pytest
 from nbclient import NotebookClient
 from scipy import ndimage
 
-from tests.helpers import TINY_TRAIN_OVERRIDES, compose_train_config, write_tiny_triplets
 from x2ct.io.hdf5 import HU_OFFSET, TRIPLET_FILENAME, read_triplet, write_triplet
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -153,7 +153,12 @@ def add_oblique_lateral(root: Path, angle: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def evaluation_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def evaluation_outputs(
+    tmp_path_factory: pytest.TempPathFactory,
+    write_tiny_triplets: Callable[..., Path],
+    tiny_train_overrides: tuple[str, ...],
+    compose_train_config: Callable[..., Any],
+) -> dict[str, Path]:
     """A 1-epoch tiny checkpoint, its evaluation at 90 and 85 degrees as a fake Hydra multirun, and the aggregate."""
     from x2ct.evaluation import EvaluationSettings, evaluate_checkpoint
     from x2ct.studies.aggregate import aggregate
@@ -165,7 +170,7 @@ def evaluation_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     run_dir = base / "train"
     overrides = [
         f"data.root={data_root}",
-        *TINY_TRAIN_OVERRIDES,
+        *tiny_train_overrides,
         "trainer.max_epochs=1",
         "trainer.limit_val_batches=1",
         "~callbacks.media",  # no validation figures: only the checkpoint matters here

@@ -205,7 +205,7 @@ def _console_script() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "x2ct.predict"]
 
 
-@pytest.mark.slow
+@pytest.mark.full  # two console-script starts, about 25 s on 2 CPU cores
 def test_console_script_end_to_end(checkpoint_path: Path, cube: int, xrays: tuple[Path, Path], tmp_path: Path) -> None:
     out, mesh = tmp_path / "ct.nii.gz", tmp_path / "bone.stl"
     args = [f"ckpt_path={checkpoint_path}", f"ap={xrays[0]}", f"lateral={xrays[1]}", f"out={out}", f"mesh={mesh}"]

@@ -94,7 +94,7 @@ def test_resume_continues_epochs_optimizers_and_schedulers(
     assert adam_steps == {4}  # each optimizer stepped on 4 batches across the two runs
 
 
-@pytest.mark.slow
+@pytest.mark.full  # about 30 s on 2 CPU cores
 def test_ddp_on_two_cpu_processes_keeps_ranks_identical(
     data_root: Path, tiny_train_overrides: tuple[str, ...], tmp_path: Path
 ) -> None:
