@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import shutil
 import weakref
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from torch.utils.data import default_collate
 
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU
 from x2ct.evaluation import EvaluationSettings, evaluate_checkpoint, load_checkpoint, loop, writers
+from x2ct.io.hdf5 import TripletFileError
 from x2ct.models.gan_module import X2CTGANModule
 from x2ct.viz import triplanar_figure
 
@@ -83,3 +86,14 @@ def test_only_the_figure_cases_are_kept(tiny_checkpoint: Any, tmp_path: Path, mo
     written = Image.open(tmp_path / "eval" / "figures" / f"best_{best}_slices.png").convert("RGB")
     np.testing.assert_array_equal(np.asarray(written), expected)
     assert len(list((tmp_path / "eval" / "figures").glob("*.png"))) == 6
+
+
+def test_unusable_spacing_is_an_error_naming_the_file(tiny_checkpoint: Any, tmp_path: Path) -> None:
+    """The evaluation reads a triplet's spacing with the same checks as the prediction side
+    (:func:`x2ct.io.hdf5.read_spacing`): a bad ``spacing_mm`` names the file instead of skewing HD95 / ASSD."""
+    root = Path(shutil.copytree(tiny_checkpoint.triplets, tmp_path / "triplets"))
+    case_id = (root / "test.txt").read_text().split()[0]
+    with h5py.File(root / case_id / "ct_xray_data.h5", "a") as h5:
+        h5.attrs["spacing_mm"] = np.array([4.0, 4.0])
+    with pytest.raises(TripletFileError, match=f"{case_id}.*spacing_mm"):
+        evaluate_checkpoint(tiny_checkpoint.path, {"root": str(root)}, tmp_path / "eval", EvaluationSettings())

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from x2ct.data.datamodule import X2CTDataModule
 from x2ct.data.normalization import CTWindow
 from x2ct.inference.checkpoint import (
     CheckpointError,
@@ -146,3 +147,31 @@ def test_weights_that_do_not_fit_the_networks(checkpoint_path: Path, tmp_path: P
 def test_cuda_without_a_device(checkpoint_path: Path) -> None:
     with pytest.raises(RuntimeError, match="no CUDA device"):
         load_x2ct_checkpoint(checkpoint_path, device="cuda")
+
+
+def test_every_case_list_reader_skips_comments_and_blank_lines(tmp_path: Path) -> None:
+    """The data module and the training-spacing reader parse train.txt alike: ``#`` lines and blank lines are not
+    cases, even when a folder happens to carry the commented line's name."""
+    xray = np.zeros((CUBE, CUBE), np.uint8)
+    for case_id, spacing in (("c0", [1.0, 1.0, 1.0]), ("#c1", [3.0, 3.0, 3.0])):
+        (tmp_path / case_id).mkdir()
+        hu = np.zeros((CUBE, CUBE, CUBE), np.float32)
+        write_triplet(tmp_path / case_id / "ct_xray_data.h5", hu, xray, {90.0: xray}, attrs={"spacing_mm": spacing})
+    (tmp_path / "train.txt").write_text("# training cases\n\nc0\n#c1\n   \n")
+    assert X2CTDataModule(tmp_path, cube=CUBE, val_fraction=0.0).splits.train == ["c0"]
+    info = training_data_info(DataSettings(cube=CUBE, xray_size=CUBE, ct_window=CTWindow(), data_root=str(tmp_path)))
+    assert info is not None and info.spacing_mm == (1.0, 1.0, 1.0)
+    assert info.source == tmp_path / "c0" / "ct_xray_data.h5"
+
+
+def test_unusable_training_spacing_is_ignored_with_a_warning(
+    tmp_path: Path, write_tiny_triplets: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    root = write_tiny_triplets(tmp_path, n_train=1, n_test=1, cube=CUBE)
+    with h5py.File(root / "case00" / "ct_xray_data.h5", "a") as h5:
+        h5.attrs["spacing_mm"] = np.array([1.0, 1.0])
+        h5.attrs["xray_mode"] = "aligned"
+    with caplog.at_level(logging.WARNING):
+        info = training_data_info(DataSettings(cube=CUBE, xray_size=CUBE, ct_window=CTWindow(), data_root=str(root)))
+    assert info is not None and info.spacing_mm is None and info.xray_mode == "aligned"
+    assert "case00" in caplog.text and "spacing_mm" in caplog.text

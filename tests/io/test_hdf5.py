@@ -20,6 +20,7 @@ from x2ct.io.hdf5 import (
     angle_from_key,
     flatten_attributes,
     lateral_key,
+    read_spacing,
     read_triplet,
     validate_triplet,
     write_triplet,
@@ -126,6 +127,21 @@ def test_none_has_one_encoding_and_reads_back_as_none(tmp_path: Path) -> None:
     attrs = read_triplet(path).attrs
     assert attrs["a"] is None and attrs["drr.detector_shape"] is None and attrs["drr.display_window"] is None
     assert attrs["drr.geometry"] == "cone"  # other strings stay strings
+
+
+def test_read_spacing_reads_attributes_only_and_checks_them(tmp_path: Path) -> None:
+    ct_hu, xray1, laterals = make_case()
+    path = write_triplet(tmp_path / "s.h5", ct_hu, xray1, laterals, {"spacing_mm": [1.0, 2.0, 1.5]})
+    assert read_spacing(path) == ((1.0, 2.0, 1.5), (D, H, W))
+    official = write_official(tmp_path / "o.h5", ct_hu + HU_OFFSET, xray1, laterals[90.0])
+    assert read_spacing(official) == (None, (D, H, W))
+    for bad in ([1.0, 1.0], [1.0, 0.0, 1.0], [1.0, float("nan"), 1.0], "thin"):
+        with h5py.File(path, "a") as h5:
+            h5.attrs["spacing_mm"] = bad
+        with pytest.raises(TripletFileError, match=r"s\.h5.*spacing_mm"):
+            read_spacing(path)
+    with pytest.raises(TripletNotFoundError):
+        read_spacing(tmp_path / "missing.h5")
 
 
 def test_int16_rounds_and_clips_while_float32_keeps_fractions(tmp_path: Path) -> None:

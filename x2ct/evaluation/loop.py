@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, default_collate
@@ -22,6 +21,7 @@ from x2ct.data.datamodule import X2CTDataModule
 from x2ct.data.normalization import ct_to_hu, resampled_spacing
 from x2ct.evaluation.writers import RANKING_METRIC, write_figures, write_outputs
 from x2ct.inference.checkpoint import load_x2ct_checkpoint
+from x2ct.io.hdf5 import read_spacing
 from x2ct.io.nifti import save_volume_nifti
 from x2ct.io.volume import Volume, canonical_affine
 from x2ct.metrics import legacy_x2ct_metrics, modern_metrics, official_rule_keeps, summarize
@@ -168,8 +168,6 @@ def predict_case(model: X2CTGANModule, batch: Mapping[str, Any], device: str) ->
 def _spacing(dataset: Any, case_id: str, cube: int) -> tuple[float, float, float]:
     """The case's voxel size on the model's cube (its prepared spacing, 1 mm for official files, resampled).
     Reads only the file's attributes and the CT's shape, not its data."""
-    with h5py.File(dataset.path_of(case_id), "r") as h5:
-        stored = h5.attrs.get("spacing_mm")
-        shape = h5["ct"].shape
-    spacing = stored if stored is not None else [DEFAULT_SPACING_MM] * 3
+    stored, shape = read_spacing(dataset.path_of(case_id))
+    spacing = stored if stored is not None else (DEFAULT_SPACING_MM,) * 3
     return tuple(float(s) for s in resampled_spacing(spacing, shape, cube))  # type: ignore[return-value]

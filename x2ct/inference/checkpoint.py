@@ -19,8 +19,9 @@ import h5py
 import numpy as np
 import torch
 
+from x2ct.data.datamodule import read_case_list
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, resampled_spacing
-from x2ct.io.hdf5 import CT_KEY, TRIPLET_FILENAME
+from x2ct.io.hdf5 import TRIPLET_FILENAME, TripletFileError, read_spacing
 from x2ct.models.gan_module import X2CTGANModule
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ REQUIRED_HPARAMS: tuple[str, ...] = ("generator", "discriminator")
 GENERATOR_PREFIX = "generator."
 DEFAULT_LATERAL_ANGLE = 90.0
 DEFAULT_TRAIN_LIST = "train.txt"
+XRAY_MODE_ATTRIBUTE = "xray_mode"
 # Relative difference above which two training cases count as having different voxel sizes.
 SPACING_RELATIVE_TOLERANCE = 1e-3
 
@@ -220,7 +222,11 @@ def training_data_info(settings: DataSettings) -> TrainingDataInfo | None:
     if not list_path.is_file():
         log.info("training case list %s is not reachable: the training spacing is unknown", list_path)
         return None
-    case_ids = [line.strip() for line in list_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        case_ids = read_case_list(list_path)
+    except ValueError as error:
+        log.warning("the training spacing is unknown: %s", error)
+        return None
     spacings: list[np.ndarray] = []
     modes: set[str] = set()
     first_file: Path | None = None
@@ -254,18 +260,17 @@ def _triplet_grid_info(file: Path, cube: int) -> tuple[np.ndarray | None, str | 
     """(spacing of the stored CT rescaled to the cube grid, xray_mode) from one triplet's attributes."""
     try:
         with h5py.File(file, "r") as h5:
-            stored_shape = np.asarray(h5[CT_KEY].shape, dtype=float)
-            spacing = h5.attrs.get("spacing_mm")
-            mode = h5.attrs.get("xray_mode")
-    except (OSError, KeyError) as error:
+            mode = h5.attrs.get(XRAY_MODE_ATTRIBUTE)
+    except OSError as error:
         log.warning("cannot read the attributes of training triplet %s: %s", file, error)
         return None, None
     if isinstance(mode, bytes):
         mode = mode.decode("utf-8")
-    if spacing is None:
+    try:
+        stored, shape = read_spacing(file)
+    except TripletFileError as error:
+        log.warning("ignoring the spacing of training triplet %s: %s", file, error)
         return None, mode
-    stored = np.asarray(spacing, dtype=float).reshape(-1)
-    if stored.size != len(stored_shape) or np.any(stored <= 0):
-        log.warning("training triplet %s has an unusable spacing_mm %s", file, stored.tolist())
+    if stored is None:
         return None, mode
-    return resampled_spacing(stored, stored_shape, cube), mode
+    return resampled_spacing(stored, shape, cube), mode

@@ -46,6 +46,7 @@ ANGLE_MIN_EXCLUSIVE = 0.0
 ANGLE_MAX_EXCLUSIVE = 180.0
 ANGLE_INTEGER_TOLERANCE = 1e-6
 ATTRIBUTE_SEPARATOR = "."
+SPACING_ATTRIBUTE = "spacing_mm"  # voxel size (D, H, W) in mm of the stored CT, recorded by x2ct-prepare
 NONE_ATTRIBUTE = "None"  # how a None attribute value is stored (HDF5 has no null); read back as None
 INT16_MAX = int(np.iinfo(np.int16).max)
 UINT8_MAX = 255
@@ -306,6 +307,33 @@ def validate_triplet(path: str | Path, required_angles: Iterable[float] = (LATER
         _read_xray(h5, XRAY1_KEY, (depth, width), file)
         for angle in angles:
             _read_xray(h5, lateral_key(angle), (depth, height), file)
+
+
+def read_spacing(path: str | Path) -> tuple[tuple[float, float, float] | None, tuple[int, int, int]]:
+    """The stored CT's voxel size (D, H, W) in mm from attribute ``spacing_mm`` (None when the file records none,
+    as official X2CT files) and the CT's shape; reads attributes and the dataset's shape only, not the data.
+
+    Raises TripletNotFoundError / TripletFileError naming the file: missing, not HDF5, no 3D ``ct``, or a spacing
+    that is not three positive finite numbers.
+    """
+    file = _existing_hdf5(path)
+    with h5py.File(file, "r") as h5:
+        if not isinstance(h5.get(CT_KEY), h5py.Dataset) or h5[CT_KEY].ndim != 3:
+            raise TripletFileError(f"{file}: no 3D dataset {CT_KEY!r} (datasets present: {sorted(h5)})")
+        shape = tuple(int(n) for n in h5[CT_KEY].shape)
+        stored = _readable(h5.attrs[SPACING_ATTRIBUTE]) if SPACING_ATTRIBUTE in h5.attrs else None
+    if stored is None:
+        return None, shape  # type: ignore[return-value]
+    try:
+        values = np.asarray(stored, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        values = np.zeros(0)
+    if values.size != len(shape) or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise TripletFileError(
+            f"{file}: attribute {SPACING_ATTRIBUTE!r} must be three positive voxel sizes in mm (D, H, W), "
+            f"got {stored!r}"
+        )
+    return (float(values[0]), float(values[1]), float(values[2])), shape  # type: ignore[return-value]
 
 
 def _existing_hdf5(path: str | Path) -> Path:
