@@ -301,3 +301,14 @@ def test_files_without_geometry_get_aligned_parallel_matrices(
             assert batch[key].shape == shape and batch[key].dtype == torch.float32
             np.testing.assert_allclose(batch[key].numpy(), np.broadcast_to(expected, shape), atol=1e-6)
     assert len(caplog.records) == 1 and "aligned parallel" in caplog.records[0].getMessage()
+
+
+def test_random_lateral_angles_only_on_the_training_set(geometry_folder: Any) -> None:
+    datamodule = X2CTDataModule(
+        root=geometry_folder.root, cube=geometry_folder.cube, val_fraction=0.0, train_lateral_angles=[80, 95]
+    )
+    datamodule.setup()
+    assert datamodule.train_set.lateral_angle_range == (80.0, 95.0)
+    assert datamodule.test_set.lateral_angle_range is None and datamodule.test_set.lateral_angle == 90.0
+    with pytest.raises(ValueError, match="lateral_angle_range"):
+        X2CTDataModule(root=geometry_folder.root, train_lateral_angles=[95])

@@ -345,3 +345,39 @@ def test_files_without_geometry_get_aligned_parallel_matrices(
         np.testing.assert_allclose(sample["proj_xray1"].numpy(), IDENTITY_AP, atol=1e-6)
         np.testing.assert_allclose(sample["proj_xray2"].numpy(), IDENTITY_LATERAL, atol=1e-6)
     assert len(caplog.records) == 1 and "aligned parallel" in caplog.records[0].getMessage()
+
+
+# ------------------------------------------------------------------------------------ angle-randomized training
+
+
+def test_random_lateral_angles_cover_the_range_are_seeded_and_carry_their_matrices(geometry_folder: Any) -> None:
+    """Each item draws its lateral view among the stored ones in range; the matrix follows the drawn view; the
+    draws repeat for the same seed."""
+    case = geometry_folder.cases[0]
+
+    def draws(seed: int) -> list[np.ndarray]:
+        torch.manual_seed(seed)
+        dataset = X2CTDataset(geometry_folder.root, [case.case_id], cube=None, lateral_angle_range=(80, 95))
+        return [dataset[0]["proj_xray2"].numpy() for _ in range(24)]
+
+    expected = (
+        expected_matrices(geometry_folder, case, 85.0)["proj_xray2"],
+        expected_matrices(geometry_folder, case, 90.0)["proj_xray2"],
+    )
+    drawn = draws(seed=3)
+    seen = {next(i for i, m in enumerate(expected) if np.allclose(d, m, atol=1e-6)) for d in drawn}
+    assert seen == {0, 1}  # both stored angles in 80-95 are drawn (2^-23 chance of a false failure)
+    assert all(np.array_equal(a, b) for a, b in zip(drawn, draws(seed=3), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(drawn, draws(seed=4), strict=True))
+    only_85 = X2CTDataset(geometry_folder.root, [case.case_id], cube=None, lateral_angle_range=(80, 88))[0]
+    np.testing.assert_allclose(only_85["proj_xray2"].numpy(), expected[0], rtol=1e-5, atol=1e-6)
+    fixed = X2CTDataset(geometry_folder.root, [case.case_id], cube=None, lateral_angle=85)[0]
+    assert torch.equal(only_85["xray2"], fixed["xray2"])
+
+
+def test_random_lateral_angles_need_a_stored_view_in_range(geometry_folder: Any) -> None:
+    case = geometry_folder.cases[0]
+    with pytest.raises(TripletFileError, match="no lateral view within 60-70"):
+        X2CTDataset(geometry_folder.root, [case.case_id], cube=None, lateral_angle_range=(60, 70))[0]
+    with pytest.raises(ValueError, match="lateral_angle_range"):
+        X2CTDataset(geometry_folder.root, [case.case_id], lateral_angle_range=(95, 80))

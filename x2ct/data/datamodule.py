@@ -19,7 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from x2ct.data.augment import AugmentConfig
-from x2ct.data.dataset import X2CTDataset
+from x2ct.data.dataset import X2CTDataset, lateral_angle_range_or_none
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow
 from x2ct.io.hdf5 import lateral_key
 
@@ -96,6 +96,9 @@ class X2CTDataModule(LightningDataModule):
         train_list: training case list, relative to ``root`` (or absolute).
         test_list: test case list, relative to ``root`` (or absolute); also used by ``predict``.
         val_list: optional validation case list; its ids are removed from the training ids.
+        train_lateral_angles: ``[low, high]`` degrees for angle-randomized training: each training item's lateral
+            view is drawn among the views its file stores in that range (see :class:`X2CTDataset`); validation,
+            test and predict keep ``lateral_angle``. None: every split uses ``lateral_angle``.
     """
 
     def __init__(
@@ -115,11 +118,14 @@ class X2CTDataModule(LightningDataModule):
         train_list: str = "train.txt",
         test_list: str = "test.txt",
         val_list: str | None = None,
+        train_lateral_angles: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
         self.lateral_angle = float(lateral_angle)
         lateral_key(self.lateral_angle)  # rejects a bad angle at construction
+        angle_range = lateral_angle_range_or_none(train_lateral_angles)  # rejects a bad range at construction
+        self.train_lateral_angles = None if angle_range is None else list(angle_range)
         self.cube = _positive_int(cube, "cube")
         self.xray_size = _positive_int(xray_size, "xray_size") if xray_size is not None else self.cube
         self.batch_size = _positive_int(batch_size, "batch_size")
@@ -197,7 +203,9 @@ class X2CTDataModule(LightningDataModule):
 
     # ------------------------------------------------------------------------------------------- setup
 
-    def _dataset(self, case_ids: list[str], augment: AugmentConfig | None) -> X2CTDataset:
+    def _dataset(
+        self, case_ids: list[str], augment: AugmentConfig | None, angle_range: Sequence[float] | None = None
+    ) -> X2CTDataset:
         return X2CTDataset(
             root=self.root,
             case_ids=case_ids,
@@ -206,6 +214,7 @@ class X2CTDataModule(LightningDataModule):
             xray_size=self.xray_size,
             ct_window_hu=(self.window.low_hu, self.window.high_hu),
             augment=augment,
+            lateral_angle_range=angle_range,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -214,7 +223,7 @@ class X2CTDataModule(LightningDataModule):
         if stage is not None and stage not in KNOWN_STAGES:
             raise ValueError(f"unknown stage {stage!r}; expected one of {KNOWN_STAGES} or None")
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._dataset(self.splits.train, self.augment)
+            self.train_set = self._dataset(self.splits.train, self.augment, self.train_lateral_angles)
         if stage in (None, *FIT_STAGES) and self.val_set is None and self.splits.val:
             self.val_set = self._dataset(self.splits.val, augment=None)
         if stage in (None, *EVALUATION_STAGES) and self.test_set is None:

@@ -18,7 +18,14 @@ from torch.utils.data import Dataset
 from x2ct.data.augment import AugmentConfig, TripletAugmenter
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, normalize_ct, normalize_xray
 from x2ct.drr.projection import triplet_projection_matrices
-from x2ct.io.hdf5 import TRIPLET_FILENAME, Triplet, TripletFileError, lateral_key, read_triplet
+from x2ct.io.hdf5 import (
+    TRIPLET_FILENAME,
+    Triplet,
+    TripletFileError,
+    lateral_key,
+    read_triplet,
+    stored_lateral_angles,
+)
 
 Sample = dict[str, Any]
 TORCH_SEED_MODULUS = 2**63  # keeps a derived seed inside the range torch.Generator.manual_seed accepts
@@ -50,6 +57,10 @@ class X2CTDataset(Dataset[Sample]):
         augment: augmentation settings (training only) or None for none.
         augment_seed_offset: added to the process's ``torch.initial_seed()`` to seed the augmentation
             generator (lets two datasets in one process draw different streams).
+        lateral_angle_range: ``(low, high)`` degrees, or None. When given (angle-randomized training), each item's
+            ``xray2`` is drawn uniformly among the lateral views its file stores within the range (inclusive),
+            with the same seeded per-process generator as the augmentation, and its ``proj_xray2`` follows the
+            drawn view; ``lateral_angle`` is then unused. Evaluation datasets keep a fixed angle.
     """
 
     def __init__(
@@ -62,6 +73,7 @@ class X2CTDataset(Dataset[Sample]):
         ct_window_hu: Sequence[float] = DEFAULT_CT_WINDOW_HU,
         augment: AugmentConfig | None = None,
         augment_seed_offset: int = 0,
+        lateral_angle_range: Sequence[float] | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -86,7 +98,10 @@ class X2CTDataset(Dataset[Sample]):
         self.augment_seed_offset = int(augment_seed_offset)
         self._generator: torch.Generator | None = None
         self._generator_pid: int | None = None
-        self._projections: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # case id -> float32 (3, 4) twice
+        self.lateral_angle_range = lateral_angle_range_or_none(lateral_angle_range)
+        # (case id, lateral angle) -> float32 (3, 4) matrices of xray1 and xray2
+        self._projections: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
+        self._stored_angles: dict[str, list[float]] = {}  # case id -> lateral angles within the range
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -99,7 +114,7 @@ class X2CTDataset(Dataset[Sample]):
         case_id = self.case_ids[index]
         path = self.path_of(case_id)
         try:
-            triplet = read_triplet(path, self.lateral_angle)
+            triplet = read_triplet(path, self._lateral_angle_of(case_id, path))
         except TripletFileError as error:
             raise type(error)(f"case {case_id!r}: {error}") from error
         proj_xray1, proj_xray2 = self._projection_matrices(case_id, triplet, path)
@@ -115,17 +130,36 @@ class X2CTDataset(Dataset[Sample]):
             sample = self._augmenter(sample, self._process_generator())
         return sample
 
+    def _lateral_angle_of(self, case_id: str, path: Path) -> float:
+        """The fixed ``lateral_angle``, or (angle-randomized) a draw among the case's stored views in range."""
+        if self.lateral_angle_range is None:
+            return self.lateral_angle
+        if case_id not in self._stored_angles:
+            low, high = self.lateral_angle_range
+            in_range = [a for a in stored_lateral_angles(path) if low <= a <= high]
+            if not in_range:
+                raise TripletFileError(
+                    f"case {case_id!r}: {path} stores no lateral view within {low:g}-{high:g} degrees "
+                    f"(stored: {stored_lateral_angles(path) or 'none'}); prepare it with more lateral_angles"
+                )
+            self._stored_angles[case_id] = in_range
+        choices = self._stored_angles[case_id]
+        index = int(torch.randint(len(choices), (1,), generator=self._process_generator()))
+        return choices[index]
+
     def _projection_matrices(self, case_id: str, triplet: Triplet, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """float32 (3, 4) matrices of the case's xray1 and xray2, computed once per case from its attributes."""
-        if case_id not in self._projections:
+        """float32 (3, 4) matrices of the case's xray1 and of its xray2 view, computed once per (case, angle)
+        from the file's attributes."""
+        key = (case_id, triplet.lateral_angle)
+        if key not in self._projections:
             try:
                 matrices = triplet_projection_matrices(
-                    triplet.attrs, triplet.ct_hu_plus_1024.shape, self.lateral_angle, where=str(path)
+                    triplet.attrs, triplet.ct_hu_plus_1024.shape, triplet.lateral_angle, where=str(path)
                 )
             except ValueError as error:
                 raise TripletFileError(f"case {case_id!r}: {error}") from error
-            self._projections[case_id] = (matrices[0].astype(np.float32), matrices[1].astype(np.float32))
-        return self._projections[case_id]
+            self._projections[key] = (matrices[0].astype(np.float32), matrices[1].astype(np.float32))
+        return self._projections[key]
 
     def _process_generator(self) -> torch.Generator:
         """The augmentation generator of the current process, seeded from ``torch.initial_seed()``.
@@ -155,3 +189,13 @@ def _positive_or_none(value: int | None, name: str) -> int | None:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
     return int(value)
+
+
+def lateral_angle_range_or_none(value: Sequence[float] | None) -> tuple[float, float] | None:
+    """``(low, high)`` degrees with 0 < low <= high < 180, or None."""
+    if value is None:
+        return None
+    bounds = tuple(float(v) for v in value)
+    if len(bounds) != 2 or not 0.0 < bounds[0] <= bounds[1] < 180.0:
+        raise ValueError(f"lateral_angle_range must be [low, high] degrees with 0 < low <= high < 180, got {value!r}")
+    return bounds  # type: ignore[return-value]

@@ -289,6 +289,13 @@ def read_triplet(path: str | Path, lateral_angle: float = LATERAL_REFERENCE_ANGL
     )
 
 
+def stored_lateral_angles(path: str | Path) -> list[float]:
+    """Every lateral angle (degrees, ascending) whose view the triplet file stores; reads only the file's keys."""
+    file = _existing_hdf5(path)
+    with h5py.File(file, "r") as h5:
+        return _available_angles(h5)
+
+
 def validate_triplet(path: str | Path, required_angles: Iterable[float] = (LATERAL_REFERENCE_ANGLE,)) -> None:
     """Check a whole file (ct, xray1 and every lateral view present) and that ``required_angles`` exist.
 
