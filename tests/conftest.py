@@ -50,6 +50,12 @@ def tiny_train_overrides() -> tuple[str, ...]:
     return networks.tiny_train_overrides()
 
 
+@pytest.fixture(scope="session")
+def tiny_train_overrides_for() -> Callable[..., tuple[str, ...]]:
+    """``(cube=32, generator="biplanar") -> overrides`` for tiny networks of any ``model/generator`` option."""
+    return networks.tiny_train_overrides
+
+
 # ------------------------------------------------------------------------------------------------ data
 @pytest.fixture(scope="session")
 def write_tiny_triplets() -> Callable[..., Path]:

@@ -29,21 +29,42 @@ def tiny_generator_kwargs(cube: int = TINY_CUBE, n_down: int = TINY_DENSE_BLOCKS
     return kwargs
 
 
+# Tiny widths of the ray-lifting generator: three levels (a 32^3 cube is a multiple of 2^2).
+TINY_RAY_LIFTING: dict[str, Any] = {
+    "encoder_channels": (4, 8, 8),
+    "lifted_channels": (2, 4, 4),
+    "decoder_channels": (4, 8, 8),
+    "decoder_convs": (1, 1, 1),
+}
+
+
+def tiny_generator_options(generator: str = "biplanar", cube: int = TINY_CUBE) -> dict[str, Any]:
+    """Tiny widths (without ``cube``) for an option of the ``model/generator`` config group."""
+    if generator == "biplanar":
+        options = tiny_generator_kwargs(cube)
+    elif generator == "single_view":
+        options = tiny_generator_kwargs(cube, fused=False)
+    elif generator == "ray_lifting":
+        options = dict(TINY_RAY_LIFTING)
+    else:
+        raise KeyError(f"no tiny sizes for model/generator={generator}: add them to tests/support/networks.py")
+    options.pop("cube", None)  # the generator configs interpolate data.cube
+    return options
+
+
 def _override_value(value: Any) -> str:
     if isinstance(value, tuple | list):
         return "[" + ",".join(str(v) for v in value) + "]"
     return str(value)
 
 
-def tiny_train_overrides(cube: int = TINY_CUBE, fused: bool = True) -> tuple[str, ...]:
-    """``x2ct-train`` overrides for the tiny networks at ``cube`` (``fused=False``: for model/generator=single_view),
-    a 25% validation hold-out, no 3D SSIM, quiet trainer."""
-    generator = tiny_generator_kwargs(cube, fused=fused)
-    del generator["cube"]  # the generator config interpolates data.cube
+def tiny_train_overrides(cube: int = TINY_CUBE, generator: str = "biplanar") -> tuple[str, ...]:
+    """``x2ct-train`` overrides for tiny networks at ``cube`` (``generator``: the model/generator option in use), a
+    25% validation hold-out, no 3D SSIM, quiet trainer."""
     return (
         f"data.cube={cube}",
         "data.val_fraction=0.25",
-        *(f"model.generator.{name}={_override_value(value)}" for name, value in generator.items()),
+        *(f"model.generator.{k}={_override_value(v)}" for k, v in tiny_generator_options(generator, cube).items()),
         *(f"model.discriminator.{name}={value}" for name, value in TINY_DISCRIMINATOR.items()),
         "model.val_ssim=false",
         "trainer.enable_model_summary=false",
