@@ -540,6 +540,11 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
     ]
 
 
+def save(report: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     args = parse_args(argv)
     if args.case is not None:
@@ -564,6 +569,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         "cases": [],
     }
     print("before: " + activity_line(report["host_activity_before"]), flush=True)
+    out = args.out or RESULTS_DIR / f"train_{report['machine']['hostname']}_{args.device}.json"
     for index, case in enumerate(build_cases(args)):
         ours_runs: list[dict[str, Any]] = []
         official_runs: list[dict[str, Any]] = []
@@ -585,11 +591,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
             record["ours_over_official"] = ratios(record["ours"], record["official"])
         print(json.dumps({k: record[k] for k in ("label", "ours")} | {"official": record.get("official")}), flush=True)
         report["cases"].append(record)
+        save(report, out)  # after every case, so that a run stopped by a time limit keeps what it measured
     report["host_activity_after"] = host_activity()
+    save(report, out)
     table = format_table(report["cases"], args.device)
-    out = args.out or RESULTS_DIR / f"train_{report['machine']['hostname']}_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
     print("after: " + activity_line(report["host_activity_after"]))
     print(table)
     print(f"saved {out}")
@@ -597,4 +602,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
 
 
 if __name__ == "__main__":
-    main()
+    finished = main()
+    if finished and not all(case["ours"].get("ok") for case in finished["cases"]):
+        raise SystemExit("some cases failed (see their errors above and in the JSON)")
