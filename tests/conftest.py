@@ -2,7 +2,8 @@
 
 Builders that tests call with their own arguments are handed out as session-scoped fixtures that return the
 builder (pytest's "factory as fixture"), so that module-scoped fixtures can use them too. The builders live in
-``tests/support/`` (one concept per module); test modules use the fixtures and import nothing from ``tests``.
+``tests/support/`` (one concept per module); test modules use the fixtures and never import each other (the data
+tests' marked 16^3 cases, whose constants their assertions read, are the one support module imported directly).
 Shared outputs (``tiny_triplets``, ``tiny_checkpoint``) are built once per session (per xdist worker) and are
 read-only: copy before changing them.
 """

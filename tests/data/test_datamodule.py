@@ -16,7 +16,7 @@ from lightning.pytorch import LightningModule, Trainer
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
-from tests.data.test_dataset import CUBE, write_prepared_folder
+from tests.support.marked_cases import CUBE, write_prepared_folder
 from x2ct.config_dir import CONFIG_DIR
 from x2ct.data.datamodule import X2CTDataModule, holdout_split, read_case_list
 from x2ct.drr import ViewSpec, projection_matrix
