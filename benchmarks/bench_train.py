@@ -55,6 +55,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 
 from x2ct.config_dir import CONFIG_DIR  # noqa: E402
 from x2ct.utils.machine import describe_machine, host_activity  # noqa: E402
+from x2ct.utils.precision import resolve_precision  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 GENERATOR_CONFIG_DIR = Path(CONFIG_DIR) / "model" / "generator"
@@ -289,8 +290,12 @@ def run_case(case: Case, warmup: int, steps: int, overrides: Sequence[str]) -> d
     data = RandomTriplets((warmup + steps) * case.batch, case.cube, xray_size)
     loader = DataLoader(data, batch_size=case.batch, shuffle=False, num_workers=0)
     clock = StepClock(warmup, cuda)
+    precision, why = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    if why:
+        notes.append(why)
     trainer = instantiate(
         cfg.trainer,
+        precision=precision,
         callbacks=[clock.callback()],
         logger=False,
         enable_checkpointing=False,
@@ -322,6 +327,7 @@ def run_case(case: Case, warmup: int, steps: int, overrides: Sequence[str]) -> d
             if (values := [record[phase] for record in clock.steps if phase in record])
         },
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB / GIB,
+        "precision_used": precision,
         "checkpointing_applied": checkpointing_applied,
         "parameters": parameters,
         "torch_threads": torch.get_num_threads(),

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from x2ct.config_dir import CONFIG_DIR
+from x2ct.utils.precision import FP32, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    precision, why = resolve_precision(cfg.trainer.get("precision", FP32), cfg.trainer.get("accelerator", "auto"))
+    if why:
+        log.info(why)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision)
     config = resolved_config(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams({"config": config})
