@@ -89,11 +89,11 @@ def test_only_the_figure_cases_are_kept(tiny_checkpoint: Any, tmp_path: Path, mo
 
 
 def test_unusable_spacing_is_an_error_naming_the_file(tiny_checkpoint: Any, tmp_path: Path) -> None:
-    """The evaluation reads a triplet's spacing with the same checks as the prediction side
-    (:func:`x2ct.io.hdf5.read_spacing`): a bad ``spacing_mm`` names the file instead of skewing HD95 / ASSD."""
+    """The evaluation reads a triplet's spacing with the same checks as the prediction side and the projection
+    matrices (:func:`x2ct.io.hdf5.parse_spacing`): a bad ``spacing_mm`` names the file instead of skewing HD95."""
     root = Path(shutil.copytree(tiny_checkpoint.triplets, tmp_path / "triplets"))
     case_id = (root / "test.txt").read_text().split()[0]
     with h5py.File(root / case_id / "ct_xray_data.h5", "a") as h5:
-        h5.attrs["spacing_mm"] = np.array([4.0, 4.0])
+        h5.attrs["spacing_mm"] = np.array([np.inf, 4.0, 4.0])
     with pytest.raises(TripletFileError, match=f"{case_id}.*spacing_mm"):
         evaluate_checkpoint(tiny_checkpoint.path, {"root": str(root)}, tmp_path / "eval", EvaluationSettings())

@@ -164,12 +164,14 @@ def test_every_case_list_reader_skips_comments_and_blank_lines(tmp_path: Path) -
     assert info.source == tmp_path / "c0" / "ct_xray_data.h5"
 
 
+@pytest.mark.parametrize("bad", [[1.0, 1.0], [np.inf, 1.0, 1.0]])
 def test_unusable_training_spacing_is_ignored_with_a_warning(
-    tmp_path: Path, write_tiny_triplets: Callable[..., Path], caplog: pytest.LogCaptureFixture
+    bad: list[float], tmp_path: Path, write_tiny_triplets: Callable[..., Path], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The prediction side checks a triplet's spacing like every other reader (x2ct.io.hdf5.parse_spacing)."""
     root = write_tiny_triplets(tmp_path, n_train=1, n_test=1, cube=CUBE)
     with h5py.File(root / "case00" / "ct_xray_data.h5", "a") as h5:
-        h5.attrs["spacing_mm"] = np.array([1.0, 1.0])
+        h5.attrs["spacing_mm"] = np.array(bad)
         h5.attrs["xray_mode"] = "aligned"
     with caplog.at_level(logging.WARNING):
         info = training_data_info(DataSettings(cube=CUBE, xray_size=CUBE, ct_window=CTWindow(), data_root=str(root)))

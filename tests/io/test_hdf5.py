@@ -20,6 +20,7 @@ from x2ct.io.hdf5 import (
     angle_from_key,
     flatten_attributes,
     lateral_key,
+    parse_spacing,
     read_spacing,
     read_triplet,
     validate_triplet,
@@ -142,6 +143,7 @@ def test_read_spacing_reads_attributes_only_and_checks_them(tmp_path: Path) -> N
             read_spacing(path)
     with pytest.raises(TripletNotFoundError):
         read_spacing(tmp_path / "missing.h5")
+    assert parse_spacing(b"None", "x.h5") is None and parse_spacing(np.array([1, 2, 3]), "x.h5") == (1.0, 2.0, 3.0)
 
 
 def test_int16_rounds_and_clips_while_float32_keeps_fractions(tmp_path: Path) -> None:

@@ -41,14 +41,14 @@ from x2ct.drr.geometry import (
     volume_centre_mm,
 )
 from x2ct.drr.renderer import DRRConfig
-from x2ct.io.hdf5 import lateral_key
+from x2ct.io.hdf5 import SPACING_ATTRIBUTE, lateral_key, parse_spacing
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SOD_MM: float = DRRConfig.sod_mm  # the renderer's default source-to-isocentre distance
 # Triplet attributes written by the preparation pipeline (x2ct.preparation.pipeline.CaseProcessor.write).
 DRR_PREFIX = "drr."
-SPACING_ATTR = "spacing_mm"
+SPACING_ATTR = SPACING_ATTRIBUTE
 ISOCENTRE_ATTR = "isocenter_mm"
 XRAY_MODE_ATTR = "xray_mode"
 PAPER_XRAY_MODE = "paper"  # images cropped to the body's contour: the crop box is not recorded
@@ -227,11 +227,10 @@ def triplet_projection_matrices(
 
 
 def _spacing(attrs: Mapping[str, Any], where: str) -> tuple[float, float, float]:
-    value = attrs.get(SPACING_ATTR)
-    values = np.asarray([] if _is_none(value) else value, dtype=np.float64).reshape(-1)
-    if values.shape != (3,) or np.any(values <= 0):
-        raise ValueError(f"{where}: attribute {SPACING_ATTR!r} must be three positive mm values, got {value!r}")
-    return tuple(float(s) for s in values)
+    spacing = parse_spacing(attrs.get(SPACING_ATTR), where)  # the one spacing parser (TripletFileError: ValueError)
+    if spacing is None:
+        raise ValueError(f"{where}: attribute {SPACING_ATTR!r} is missing")
+    return spacing
 
 
 def _isocentre(attrs: Mapping[str, Any], where: str) -> np.ndarray:

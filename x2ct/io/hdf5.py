@@ -46,6 +46,7 @@ ANGLE_MIN_EXCLUSIVE = 0.0
 ANGLE_MAX_EXCLUSIVE = 180.0
 ANGLE_INTEGER_TOLERANCE = 1e-6
 ATTRIBUTE_SEPARATOR = "."
+CT_NDIM = 3  # (D, H, W)
 SPACING_ATTRIBUTE = "spacing_mm"  # voxel size (D, H, W) in mm of the stored CT, recorded by x2ct-prepare
 NONE_ATTRIBUTE = "None"  # how a None attribute value is stored (HDF5 has no null); read back as None
 INT16_MAX = int(np.iinfo(np.int16).max)
@@ -325,22 +326,30 @@ def read_spacing(path: str | Path) -> tuple[tuple[float, float, float] | None, t
     """
     file = _existing_hdf5(path)
     with h5py.File(file, "r") as h5:
-        if not isinstance(h5.get(CT_KEY), h5py.Dataset) or h5[CT_KEY].ndim != 3:
+        if not isinstance(h5.get(CT_KEY), h5py.Dataset) or h5[CT_KEY].ndim != CT_NDIM:
             raise TripletFileError(f"{file}: no 3D dataset {CT_KEY!r} (datasets present: {sorted(h5)})")
         shape = tuple(int(n) for n in h5[CT_KEY].shape)
         stored = _readable(h5.attrs[SPACING_ATTRIBUTE]) if SPACING_ATTRIBUTE in h5.attrs else None
-    if stored is None:
-        return None, shape  # type: ignore[return-value]
+    return parse_spacing(stored, str(file)), shape  # type: ignore[return-value]
+
+
+def parse_spacing(value: Any, where: str) -> tuple[float, float, float] | None:
+    """A ``spacing_mm`` attribute value (as read by :func:`read_triplet` or h5py) -> (D, H, W) mm, or None when
+    the value is None (not recorded). Raises TripletFileError naming ``where`` unless it is three positive finite
+    numbers. The one parser of a triplet's spacing (evaluation, prediction, projection matrices)."""
+    value = _readable(value)
+    if value is None:
+        return None
     try:
-        values = np.asarray(stored, dtype=float).reshape(-1)
+        values = np.asarray(value, dtype=float).reshape(-1)
     except (TypeError, ValueError):
         values = np.zeros(0)
-    if values.size != len(shape) or not np.all(np.isfinite(values)) or np.any(values <= 0):
+    if values.size != CT_NDIM or not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise TripletFileError(
-            f"{file}: attribute {SPACING_ATTRIBUTE!r} must be three positive voxel sizes in mm (D, H, W), "
-            f"got {stored!r}"
+            f"{where}: attribute {SPACING_ATTRIBUTE!r} must be three positive voxel sizes in mm (D, H, W), "
+            f"got {value!r}"
         )
-    return (float(values[0]), float(values[1]), float(values[2])), shape  # type: ignore[return-value]
+    return float(values[0]), float(values[1]), float(values[2])
 
 
 def _existing_hdf5(path: str | Path) -> Path:
