@@ -63,11 +63,7 @@ from x2ct.io.labels import level_names
 from x2ct.phantom import make_phantom
 from x2ct.preparation.pipeline import MANIFEST_NAME, PREVIEW_DIR, TRIPLET_NAME, build_views
 from x2ct.prepare import prepare_from_config
-from x2ct.viz.figures import mean_projections
-
-# The pipeline's preview writer selects matplotlib's file backend (Agg) when imported: import it here, then switch
-# this notebook back to inline figures.
-import x2ct.preparation.preview  # noqa: F401
+from x2ct.viz.figures import DISPLAY_HU_WINDOW, mean_projections
 
 %matplotlib inline
 
@@ -82,7 +78,7 @@ SPACING_MM = FOV_MM / CUBE
 OUT_DIR = Path(os.environ.get("X2CT_NB_OUT") or tempfile.mkdtemp(prefix="x2ct_notebook_"))
 N_CASES = int(os.environ.get("X2CT_NB_CASES", "4"))  # phantoms prepared by the pipeline section
 PHANTOM_SEED = 0
-CT_WINDOW_HU = (-400.0, 1200.0)  # display window of CT slices: soft tissue grey, bone white
+CT_WINDOW_HU = DISPLAY_HU_WINDOW  # x2ct's display window of CT slices (-400, 1200) HU: soft tissue grey, bone white
 LATERAL_STUDY_ANGLE = 75.0  # the most oblique lateral view of the paper's angle study
 MAX_SHIFT_PX = 3  # the alignment check searches shifts of up to this many pixels
 print(f"cube {CUBE}^3 at {SPACING_MM:g} mm ({FOV_MM:g} mm field of view); outputs -> {OUT_DIR}")""",
