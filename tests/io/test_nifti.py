@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from x2ct.io import nifti as nifti_io
 from x2ct.errors import CaseError
+from x2ct.io import nifti as nifti_io
 from x2ct.io.nifti import load_ct_and_mask, nifti_stem, read_nifti_canonical, save_volume_nifti
 from x2ct.io.volume import canonical_affine
 
