@@ -228,3 +228,12 @@ def test_object_window_ignores_the_air_around_the_body() -> None:
     assert np.ptp(on_object[0].ravel()[10:]) > 240 > np.ptp(plain[0].ravel()[10:]) + 100
     with pytest.raises(ValueError, match="object fraction"):
         window_to_uint8(image, object_fraction=1.5)
+
+
+@pytest.mark.gpu
+def test_projector_planned_for_cuda_takes_tensors_on_cuda_0() -> None:
+    from x2ct.drr import build_projector
+
+    projector = build_projector((8, 8, 8), (1.0, 1.0, 1.0), views=[AP], device="cuda")
+    images = projector(torch.ones(1, 8, 8, 8, device="cuda:0"))
+    assert images[0].device.type == "cuda"

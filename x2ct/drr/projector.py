@@ -60,6 +60,15 @@ def check_volume(mu: torch.Tensor, spacing: Sequence[float]) -> torch.Tensor:
     return mu if mu.ndim == 4 else mu.unsqueeze(0)
 
 
+def resolved_device(device: str | torch.device) -> torch.device:
+    """``device`` with its index made explicit (``"cuda"`` -> ``cuda:<current>``), so that equal devices compare
+    equal whichever way they were named."""
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return resolved
+
+
 class RayProjector:
     """Precomputed ray-marching plan for fixed views over volumes of one shape and spacing.
 
@@ -95,7 +104,7 @@ class RayProjector:
         self.spacing = tuple(float(s) for s in spacing)
         self.method = method
         self.n_samples = int(n_samples)
-        self.device = torch.device(device)
+        self.device = resolved_device(device)
         self.dtype = dtype
         self.max_chunk_elements = int(max_chunk_elements)
         self.view_shapes = [(b.layout.rows, b.layout.cols) for b in bundles]
@@ -243,7 +252,7 @@ class RayProjector:
         """Line integrals ``sum mu dl`` of a (B, D, H, W) volume (units: mu's times mm) -> list of (B, R, C)."""
         if mu.ndim != 4 or tuple(mu.shape[1:]) != self.shape:
             raise ValueError(f"projector planned for volumes (B, {self.shape}), got {tuple(mu.shape)}")
-        if mu.device != self.device or mu.dtype != self.dtype:
+        if resolved_device(mu.device) != self.device or mu.dtype != self.dtype:
             raise ValueError(f"projector planned for {self.dtype} on {self.device}, got {mu.dtype} on {mu.device}")
         run = self._run_trilinear if self.method == "trilinear" else self._run_joseph
         outputs = [None if plan["empty"] else run(plan, mu) for plan in self._groups]
