@@ -63,6 +63,24 @@ def test_report_compares_model_and_baseline(tiny_checkpoint: Any, tmp_path: Path
     psnr_model, psnr_baseline = report["model"]["PSNR-3D"], report["mean_volume_baseline"]["PSNR-3D"]
     assert f"| PSNR-3D | {psnr_model:.4f} | {psnr_baseline:.4f} |" in markdown
     assert len(report["figures"]) == 1 and Path(report["figures"][0]).is_file()
+    # per angle: x2ct-eval's own numbers at the stored angles; 75 degrees is not stored in the tiny triplets
+    assert list(report["model_by_angle"]) == ["90"] and report["angles_not_stored"] == [75.0]
+    evaluated = json.loads((tmp_path / "report" / "angle_90" / "metrics.json").read_text())
+    for name in demo_report.ANGLE_METRICS:
+        assert report["model_by_angle"]["90"][name] == pytest.approx(evaluated[name]), name
+    assert "no lateral view at 75 degrees" in markdown
+
+
+def test_paper_model_reference_comes_from_the_committed_study(tmp_path: Path) -> None:
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "data.lateral_angle,metric,mean,ci_low,ci_high,n,job\n90,PSNR-3D,28.5,28,29,12,a\n75,Dice-bone,0.3,0.2,0.4,12,b\n"
+        "75,MAE,9,8,10,12,b\n"
+    )
+    assert demo_report.paper_model_results(results, [90.0, 75.0]) == {"90": {"PSNR-3D": 28.5}, "75": {"Dice-bone": 0.3}}
+    assert demo_report.paper_model_results(tmp_path / "absent.csv", [90.0]) == {}
+    committed = demo_report.paper_model_results(demo_report.PAPER_MODEL_RESULTS, [90.0, 75.0])
+    assert set(committed) == {"90", "75"} and set(committed["90"]) == set(demo_report.ANGLE_METRICS)
 
 
 def test_missing_checkpoint_names_the_folder(tmp_path: Path) -> None:
