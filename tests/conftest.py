@@ -83,6 +83,13 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> checkpoint.Tiny
     return checkpoint.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_checkpoint"))
 
 
+@pytest.fixture(scope="session")
+def tiny_ray_lifting_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> checkpoint.TinyCheckpoint:
+    """A read-only checkpoint of the tiny ray-lifting X2CT-GAN (rays-conditioned discriminator) after one step on
+    2 training cases whose triplets record a cone-beam geometry (SOD ``checkpoint.TINY_TRAINING_SOD_MM``)."""
+    return checkpoint.write_tiny_ray_lifting_checkpoint(tmp_path_factory.mktemp("tiny_ray_lifting_checkpoint"))
+
+
 # ------------------------------------------------------------------------------------------------ X-rays
 @pytest.fixture(scope="session")
 def synthetic_xray() -> Callable[..., Any]:

@@ -81,7 +81,7 @@ def read_xray_image(
         raise XrayNotFoundError(f"X-ray file {file} does not exist (or is not a file)")
     if file.stat().st_size == 0:
         raise XrayReadError(f"X-ray file {file} is empty (0 bytes)")
-    image = _read_dicom(file, use_dicom_window=use_dicom_window) if _looks_like_dicom(file) else _read_raster(file)
+    image = _read_dicom(file, use_dicom_window=use_dicom_window) if looks_like_dicom(file) else _read_raster(file)
     if invert:
         image = 1.0 - image
     intensity_range = float(image.max() - image.min())
@@ -93,7 +93,8 @@ def read_xray_image(
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
-def _looks_like_dicom(file: Path) -> bool:
+def looks_like_dicom(file: Path) -> bool:
+    """Whether :func:`read_xray_image` reads ``file`` as DICOM: a ``.dcm``/``.dicom`` suffix or the ``DICM`` marker."""
     if file.suffix.lower() in DICOM_SUFFIXES:
         return True
     with file.open("rb") as handle:

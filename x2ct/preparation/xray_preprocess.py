@@ -183,6 +183,32 @@ def pad_to_square(image: np.ndarray, pad_value: int) -> np.ndarray:
     )
 
 
+def paper_crop_box(gray: np.ndarray, config: PaperPreprocessConfig) -> tuple[int, int, int, int]:
+    """The box (row0, row1, col0, col1), end-exclusive, that :func:`paper_preprocess` crops from a uint8
+    (rows, cols) image: the largest contour's bounding box widened by ``config.margin``, clipped to the image.
+
+    Raises XrayPreprocessError for a blank image or one without a contour.
+    """
+    if int(gray.max()) == int(gray.min()):
+        raise XrayPreprocessError(f"the image is blank (every pixel is {int(gray.min())}): nothing to crop")
+    row0, row1, col0, col1 = largest_contour_box(foreground_mask(gray, config))
+    rows, cols = gray.shape
+    row0, col0 = max(row0 - config.margin, 0), max(col0 - config.margin, 0)
+    row1, col1 = min(row1 + config.margin, rows), min(col1 + config.margin, cols)
+    return row0, row1, col0, col1
+
+
+def paper_crop_window(image: np.ndarray, config: PaperPreprocessConfig | None = None) -> tuple[int, int, int, int]:
+    """The square (row_lo, row_hi, col_lo, col_hi), end-exclusive, in the input image's pixel frame that the
+    output of :func:`paper_preprocess` covers: the crop box padded to a square as :func:`pad_to_square` pads it
+    (so it may reach past the image's edges). The output pixel grid spans this window evenly."""
+    row0, row1, col0, col1 = paper_crop_box(to_uint8(image), config or PaperPreprocessConfig())
+    side = max(row1 - row0, col1 - col0)
+    top = (side - (row1 - row0)) // 2
+    left = (side - (col1 - col0)) // 2
+    return row0 - top, row0 - top + side, col0 - left, col0 - left + side
+
+
 def paper_preprocess(image: np.ndarray, config: PaperPreprocessConfig | None = None) -> np.ndarray:
     """The paper's preprocessing of one X-ray: uint8 (config.output_size, config.output_size).
 
@@ -196,12 +222,7 @@ def paper_preprocess(image: np.ndarray, config: PaperPreprocessConfig | None = N
     """
     config = config or PaperPreprocessConfig()
     gray = to_uint8(image)
-    if int(gray.max()) == int(gray.min()):
-        raise XrayPreprocessError(f"the image is blank (every pixel is {int(gray.min())}): nothing to crop")
-    row0, row1, col0, col1 = largest_contour_box(foreground_mask(gray, config))
-    rows, cols = gray.shape
-    row0, col0 = max(row0 - config.margin, 0), max(col0 - config.margin, 0)
-    row1, col1 = min(row1 + config.margin, rows), min(col1 + config.margin, cols)
+    row0, row1, col0, col1 = paper_crop_box(gray, config)
     crop = gray[row0:row1, col0:col1]
     if config.normalization == "minmax":
         if int(crop.max()) == int(crop.min()):
