@@ -23,6 +23,7 @@ from x2ct.evaluation import EvaluationSettings
 from x2ct.export.mesh import bone_surface, write_binary_stl
 from x2ct.inference.predictor import Predictor
 from x2ct.inference.preview import preview_image
+from x2ct.inference.radiograph_geometry import GeometryOptions
 from x2ct.io.nifti import save_volume_nifti
 from x2ct.models.gan_module import DEFAULT_ADAM, X2CTGANModule
 from x2ct.models.losses import LossWeights
@@ -221,7 +222,7 @@ PREDICT_KEYS: dict[str, tuple[Callable[..., Any], str]] = {  # predict.yaml key 
 
 def test_predict_yaml_restates_the_defaults_of_the_code_it_drives(compose_config: Callable[..., DictConfig]) -> None:
     cfg = compose_config("predict")
-    known = {*REQUIRED_KEYS, *PREDICT_OUTPUT_KEYS, *PREDICT_KEYS, "paper_preprocess"}
+    known = {*REQUIRED_KEYS, *PREDICT_OUTPUT_KEYS, *PREDICT_KEYS, "paper_preprocess", "geometry"}
     assert set(cfg) - {"hydra"} == known  # a new knob needs its default checked here
     assert all(OmegaConf.is_missing(cfg, key) for key in REQUIRED_KEYS)
     assert all(cfg[key] is None for key in PREDICT_OUTPUT_KEYS)
@@ -229,3 +230,4 @@ def test_predict_yaml_restates_the_defaults_of_the_code_it_drives(compose_config
         assert plain(cfg[key]) == plain(code_defaults(code)[argument]), key
     # the output size of the paper preprocessing is always the model's input size
     assert mismatches(cfg.paper_preprocess, code_defaults(PaperPreprocessConfig), not_in_yaml={"output_size"}) == []
+    assert mismatches(cfg.geometry, code_defaults(GeometryOptions)) == []

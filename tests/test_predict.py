@@ -10,6 +10,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
 from PIL import Image
@@ -17,7 +18,7 @@ from PIL import Image
 from x2ct.export.mesh import MeshError, read_binary_stl
 from x2ct.inference.checkpoint import CheckpointError, CheckpointNotFoundError, load_x2ct_checkpoint
 from x2ct.io.xray_image import XrayNotFoundError, XrayReadError, read_xray_image
-from x2ct.predict import PredictOutputError, PredictResult, predict
+from x2ct.predict import PredictOutputError, PredictResult, format_summary, predict
 from x2ct.preparation.xray_preprocess import PaperPreprocessConfig, paper_preprocess
 
 WINDOW_HU = (-1024.0, 1476.0)
@@ -127,6 +128,78 @@ def test_paper_preprocess_options_reach_the_predictor(
     config = PaperPreprocessConfig(output_size=cube, margin=6, threshold_method="fixed", pad_value=30)
     np.testing.assert_array_equal(result.prediction.xray1, paper_preprocess(read_xray_image(xrays[0]), config))
     np.testing.assert_array_equal(result.prediction.xray2, paper_preprocess(read_xray_image(xrays[1]), config))
+
+
+# ---------------------------------------------------------------------------------------- view geometry
+def _dicom_pair_with_geometry(
+    folder: Path, write_xray_pair: Callable[..., tuple[Path, Path]], sid: float, sod: float, pixel: float
+) -> tuple[Path, Path]:
+    """The synthetic DICOM pair with DistanceSourceToDetector, DistanceSourceToPatient and ImagerPixelSpacing."""
+    pair = write_xray_pair(folder, "dicom")
+    for path in pair:
+        dataset = pydicom.dcmread(path)
+        dataset.DistanceSourceToDetector = sid
+        dataset.DistanceSourceToPatient = sod
+        dataset.ImagerPixelSpacing = [pixel, pixel]
+        dataset.save_as(path)
+    return pair
+
+
+def test_ray_lifting_checkpoint_uses_the_radiograph_geometry(
+    tiny_ray_lifting_checkpoint: Any,
+    write_xray_pair: Callable[..., tuple[Path, Path]],
+    run_predict: Callable,
+    tmp_path: Path,
+) -> None:
+    checkpoint = tiny_ray_lifting_checkpoint.path
+    ap, lateral = _dicom_pair_with_geometry(tmp_path, write_xray_pair, sid=1000.0, sod=800.0, pixel=2.0)
+    from_dicom = run_predict(checkpoint, ap, lateral, tmp_path / "dicom.nii.gz", "preprocess=aligned")
+    geometry = from_dicom.prediction.volume.meta["geometry"]
+    assert geometry["xray1"]["assumed"] == "radiograph" and geometry["xray1"]["sod_mm"] == 800.0
+    assert geometry["xray2"]["sources"]["sid_mm"] == "DICOM DistanceSourceToDetector (0018,1110)"
+    assert geometry["xray1"]["iso_pitch_mm"] == pytest.approx([1.6, 1.6])
+    summary = format_summary(from_dicom, 250.0)
+    assert "geometry: lateral view at 90 degrees from AP [checkpoint: training lateral_angle]" in summary
+    assert "SOD 800 mm [DICOM DistanceSourceToPatient (0018,1111)]" in summary
+
+    # an option overrides the files' SOD, and the volume follows the geometry
+    closer = run_predict(checkpoint, ap, lateral, tmp_path / "sod.nii.gz", "preprocess=aligned", "geometry.sod_mm=600")
+    assert closer.prediction.volume.meta["geometry"]["xray1"]["sources"]["sod_mm"] == "option geometry.sod_mm"
+    assert "SOD 600 mm [option geometry.sod_mm]" in format_summary(closer, 250.0)
+    difference = np.abs(closer.prediction.volume.hu - from_dicom.prediction.volume.hu)
+    assert difference.max() > 1.0  # HU
+
+    # PNG files say nothing: the training data's recorded geometry, and the summary says so
+    pngs = write_xray_pair(tmp_path / "png", "png8")
+    fallback = run_predict(checkpoint, *pngs, tmp_path / "png.nii.gz", "geometry.lateral_angle=85")
+    assert fallback.prediction.volume.meta["geometry"]["xray2"]["assumed"] == "training data"
+    assert "lateral view at 85 degrees from AP [option geometry.lateral_angle]" in format_summary(fallback, 250.0)
+    assert "the training data's geometry (cone" in format_summary(fallback, 250.0)
+
+
+def test_paper_checkpoint_ignores_the_geometry(
+    checkpoint_path: Path, write_xray_pair: Callable[..., tuple[Path, Path]], run_predict: Callable, tmp_path: Path
+) -> None:
+    ap, lateral = _dicom_pair_with_geometry(tmp_path, write_xray_pair, sid=1000.0, sod=800.0, pixel=2.0)
+    before = run_predict(checkpoint_path, ap, lateral, tmp_path / "before.nii.gz")
+    told = run_predict(checkpoint_path, ap, lateral, tmp_path / "told.nii.gz", "geometry.sod_mm=600")
+    np.testing.assert_array_equal(told.prediction.volume.hu, before.prediction.volume.hu)
+    assert "geometry" not in told.prediction.volume.meta and "geometry" not in format_summary(told, 250.0)
+
+
+def test_bad_geometry_values_are_one_line_errors(
+    tiny_ray_lifting_checkpoint: Any,
+    write_xray_pair: Callable[..., tuple[Path, Path]],
+    run_predict: Callable,
+    tmp_path: Path,
+) -> None:
+    ap, lateral = _dicom_pair_with_geometry(tmp_path, write_xray_pair, sid=1000.0, sod=1200.0, pixel=2.0)
+    out = tmp_path / "ct.nii.gz"
+    with pytest.raises(ValueError, match=r"ap_dicom\.dcm: the source-to-patient distance 1200 mm \(DICOM"):
+        run_predict(tiny_ray_lifting_checkpoint.path, ap, lateral, out)
+    with pytest.raises(ValueError, match=r"geometry\.sid_mm must be a positive number"):
+        run_predict(tiny_ray_lifting_checkpoint.path, ap, lateral, out, "geometry.sid_mm=-5")
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------------------------------------ errors

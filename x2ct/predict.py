@@ -3,12 +3,16 @@
     x2ct-predict ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt ap=AP.png lateral=LAT.png out=ct.nii.gz
     x2ct-predict ckpt_path=... ap=AP.dcm lateral=LAT.dcm out=ct.nii.gz mesh=bone.stl preview=preview.png
     x2ct-predict ckpt_path=... ap=drr_ap.png lateral=drr_lat.png out=ct.nii.gz preprocess=aligned device=cuda
+    x2ct-predict ckpt_path=ray_lifting.ckpt ap=AP.png lateral=LAT.png out=ct.nii.gz \
+        geometry.sid_mm=1000 geometry.sod_mm=850 'geometry.pixel_spacing_mm=[0.2,0.2]' geometry.lateral_angle=90
 
 The NIfTI holds the canonical array (D, H, W) = superior->inferior, anterior->posterior, right->left with its
 affine (axis codes I, P, L): 3D Slicer shows it head up, anterior in front, the patient's right on the viewer's
 left of the coronal view. The volume centre is at world (0, 0, 0) mm. The optional STL is the bone surface
 (``bone_threshold_hu``) in the same world millimetres. Every file is written atomically and only after the
 whole prediction (mesh and preview included) succeeded; any error exits with status 1 and a message.
+A geometry-aware model also needs how the radiographs were taken (``geometry.*`` options, DICOM tags, else the
+training geometry: :mod:`x2ct.inference.radiograph_geometry`); the summary says what was assumed.
 """
 
 from __future__ import annotations
@@ -89,6 +93,11 @@ def _check_folder_can_be_created(folder: Path, purpose: str) -> None:
         raise PredictOutputError(f"cannot create the output folder {folder} for {purpose}: {existing} is not writable")
 
 
+def _plain_mapping(node: Any) -> dict[str, Any] | None:
+    """A config node as a plain dict (None stays None)."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node  # type: ignore[return-value]
+
+
 def predict(cfg: DictConfig) -> PredictResult:
     """Run the prediction described by a composed ``predict`` config and write its files."""
     _check_required(cfg)
@@ -104,6 +113,7 @@ def predict(cfg: DictConfig) -> PredictResult:
         spacing_mm=spacing,  # type: ignore[arg-type]
         use_training_spacing=cfg.use_training_spacing,
         paper_preprocess_options=OmegaConf.to_container(cfg.paper_preprocess),  # type: ignore[arg-type]
+        geometry_options=_plain_mapping(cfg.get("geometry")),
     )
     prediction = predictor.predict_files(cfg.ap, cfg.lateral, preprocess=cfg.preprocess, invert=cfg.invert)
     volume = prediction.volume
@@ -131,7 +141,8 @@ def predict(cfg: DictConfig) -> PredictResult:
 
 
 def format_summary(result: PredictResult, bone_threshold_hu: float) -> str:
-    """A few lines for the console: files, grid, HU range and bone fraction."""
+    """A few lines for the console: files, grid, HU range, bone fraction and (geometry-aware models) the geometry
+    assumed for each view."""
     volume = result.prediction.volume
     hu = volume.hu
     bone_fraction = float(np.mean(hu > bone_threshold_hu))
@@ -140,6 +151,9 @@ def format_summary(result: PredictResult, bone_threshold_hu: float) -> str:
         f"({volume.meta.get('spacing_source')}), HU [{float(hu.min()):.0f}, {float(hu.max()):.0f}], "
         f"{100 * bone_fraction:.1f}% of voxels above {bone_threshold_hu:g} HU",
     ]
+    geometry = volume.meta.get("geometry")
+    if geometry is not None:
+        lines += list(geometry["summary"])
     if result.mesh is not None:
         lines.append(f"mesh: {result.mesh} ({result.mesh_triangles} triangles, bone > {bone_threshold_hu:g} HU)")
     if result.preview is not None:

@@ -13,12 +13,20 @@ import numpy as np
 import pytest
 import torch
 
+from x2ct.drr.projection import AP_VIEW, triplet_projection_matrices
 from x2ct.inference.predictor import Predictor, centered_affine
 from x2ct.inference.preview import build_preview_figure, preview_image
+from x2ct.inference.radiograph_geometry import (
+    RadiographGeometry,
+    SourcedValue,
+    crop_window_matrix,
+    radiograph_projection_matrix,
+)
+from x2ct.io.hdf5 import read_triplet
 from x2ct.io.nifti import save_volume_nifti
 from x2ct.io.volume import Volume
 from x2ct.io.xray_image import XrayNotFoundError, XrayReadError
-from x2ct.preparation.xray_preprocess import PaperPreprocessConfig, paper_preprocess
+from x2ct.preparation.xray_preprocess import PaperPreprocessConfig, paper_crop_window, paper_preprocess
 
 WINDOW_HU = (-1024.0, 1476.0)
 CUBE = 32  # the tiny checkpoint's cube (checked by the checkpoint_path fixture)
@@ -170,6 +178,69 @@ def test_wrong_input_size_for_the_network(predictor: Predictor) -> None:
     small = np.zeros((CUBE // 2, CUBE // 2), np.uint8)
     with pytest.raises(ValueError, match=rf"xray1 must be uint8 \({CUBE}, {CUBE}\)"):
         predictor.reconstruct_unit(small, small)
+
+
+# ------------------------------------------------------------------------------------ geometry-aware models
+@pytest.fixture(scope="module")
+def ray_predictor(tiny_ray_lifting_checkpoint: Any) -> Predictor:
+    return Predictor.from_checkpoint(tiny_ray_lifting_checkpoint.path)
+
+
+def _reconstruct_with(predictor: Predictor, prediction: Any) -> np.ndarray:
+    """The model's own answer to a prediction's inputs and matrices."""
+    images = [torch.from_numpy(x / 255.0).float()[None, None] for x in (prediction.xray1, prediction.xray2)]
+    matrices = [torch.from_numpy(m)[None] for m in (prediction.proj_xray1, prediction.proj_xray2)]
+    with torch.no_grad():
+        return predictor.model.reconstruct(*images, *matrices)[0, 0].numpy()
+
+
+def test_ray_lifting_model_gets_the_training_geometry_for_plain_images(
+    ray_predictor: Predictor, tiny_ray_lifting_checkpoint: Any, synthetic_xray: Callable
+) -> None:
+    prediction = ray_predictor.predict_images(synthetic_xray(), synthetic_xray(lateral=True), preprocess="aligned")
+    training_file = tiny_ray_lifting_checkpoint.triplets / "case00" / "ct_xray_data.h5"
+    triplet = read_triplet(training_file)
+    expected = triplet_projection_matrices(triplet.attrs, triplet.ct_hu_plus_1024.shape, 90.0)
+    np.testing.assert_allclose(prediction.proj_xray1, expected[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(prediction.proj_xray2, expected[1], rtol=1e-6, atol=1e-6)
+    geometry = prediction.volume.meta["geometry"]
+    assert geometry["xray1"]["assumed"] == geometry["xray2"]["assumed"] == "training data"
+    assert geometry["xray1"]["training_file"] == str(training_file)
+    assert geometry["lateral_angle_source"] == "checkpoint: training lateral_angle"
+    unit = _reconstruct_with(ray_predictor, prediction)
+    np.testing.assert_allclose(prediction.volume.hu, unit * 2500.0 - 1024.0, atol=1e-3)
+
+
+def test_ray_lifting_matrices_follow_the_paper_crop(ray_predictor: Predictor, synthetic_xray: Callable) -> None:
+    ap, lateral = synthetic_xray(), synthetic_xray(lateral=True)
+    geometry = RadiographGeometry(SourcedValue(1000.0, "t"), SourcedValue(800.0, "t"), SourcedValue((2.0, 2.0), "t"))
+    prediction = ray_predictor.predict_images(ap, lateral, preprocess="paper", radiographs=(geometry, geometry))
+    original = radiograph_projection_matrix(AP_VIEW, geometry, ap.shape, CUBE, ray_predictor.spacing_mm)
+    window = paper_crop_window(ap, ray_predictor.paper_config)
+    expected = crop_window_matrix(original, ap.shape, window)
+    np.testing.assert_allclose(prediction.proj_xray1, expected, rtol=1e-6, atol=1e-6)
+    assert prediction.volume.meta["geometry"]["xray1"]["crop_window"] == list(window)
+    aligned = ray_predictor.predict_images(ap, lateral, preprocess="aligned", radiographs=(geometry, geometry))
+    np.testing.assert_allclose(aligned.proj_xray1, original, rtol=1e-6, atol=1e-6)  # a plain resize changes nothing
+
+
+def test_ray_lifting_model_needs_matrices(ray_predictor: Predictor) -> None:
+    image = np.zeros((CUBE, CUBE), np.uint8)
+    with pytest.raises(ValueError, match="pass proj_xray1 and proj_xray2"):
+        ray_predictor.reconstruct_unit(image, image)
+
+
+def test_models_without_geometry_ignore_it(
+    predictor: Predictor, checkpoint_path: Path, synthetic_xray: Callable
+) -> None:
+    assert predictor.geometry is None
+    ap, lateral = synthetic_xray(), synthetic_xray(lateral=True)
+    geometry = RadiographGeometry(SourcedValue(1000.0, "t"), SourcedValue(800.0, "t"), SourcedValue((2.0, 2.0), "t"))
+    with_options = Predictor.from_checkpoint(checkpoint_path, geometry_options={"sid_mm": 1200, "lateral_angle": 75})
+    plain = predictor.predict_images(ap, lateral)
+    told = with_options.predict_images(ap, lateral, radiographs=(geometry, geometry))
+    np.testing.assert_array_equal(told.volume.hu, plain.volume.hu)
+    assert told.proj_xray1 is None and "geometry" not in told.volume.meta
 
 
 # ------------------------------------------------------------------------------------------------ preview
