@@ -38,7 +38,14 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
 from x2ct.drr.geometry import ViewSpec, beam_direction, volume_box_mm, volume_centre_mm
-from x2ct.drr.projection import AP_VIEW, IMAGE_U_ROW, projection_matrix, triplet_projection_matrices
+from x2ct.drr.projection import (
+    AP_VIEW,
+    DRR_PREFIX,
+    IMAGE_U_ROW,
+    NONE_STRINGS,
+    projection_matrix,
+    triplet_projection_matrices,
+)
 from x2ct.io.hdf5 import lateral_key, read_triplet
 from x2ct.io.xray_image import looks_like_dicom
 
@@ -398,17 +405,18 @@ class TrainingGeometry:
         if self.file is None:
             return {"assumed": ASSUMED_ALIGNED, "beam": PARALLEL}
         attrs, _ = self._read()
-        beam = attrs.get("drr.geometry")
+        beam, sod = attrs.get(DRR_PREFIX + "geometry"), attrs.get(DRR_PREFIX + "sod_mm")
         record: dict[str, Any] = {"assumed": ASSUMED_TRAINING, "training_file": str(self.file)}
-        if beam in (None, "None", "none"):
+        if beam is None or beam in NONE_STRINGS:
             record["beam"] = f"{PARALLEL} (aligned: the training file records no geometry)"
         else:
             record["beam"] = str(beam)
-            if beam == CONE and attrs.get("drr.sod_mm") is not None:
-                record["sod_mm"] = float(attrs["drr.sod_mm"])
+            if beam == CONE and sod is not None:
+                record["sod_mm"] = float(sod)
         return record
 
     def _read(self) -> tuple[dict[str, Any], tuple[int, int, int]]:
+        """The training file's attributes and CT shape (read once)."""
         if self._attrs is None or self._ct_shape is None:
             triplet = read_triplet(self.file)  # type: ignore[arg-type]
             self._attrs = dict(triplet.attrs)
