@@ -70,12 +70,25 @@ def test_csv_and_offline_wandb_loggers(
     assert wandb.run is None  # finished after the job
 
 
+MODELS = {"x2ct_gan": "biplanar", "ray_lifting": "ray_lifting"}  # model option -> its generator's tiny sizes
+
+
+def model_overrides(model: str, tiny_train_overrides_for: Callable[..., tuple[str, ...]]) -> list[str]:
+    """The model option and its tiny network sizes."""
+    return [f"model={model}", *tiny_train_overrides_for(generator=MODELS[model])]
+
+
+@pytest.mark.parametrize("model", list(MODELS))
 def test_resume_continues_epochs_optimizers_and_schedulers(
-    data_root: Path, tiny_train_overrides: tuple[str, ...], compose_train_config: ComposeTrain, tmp_path: Path
+    model: str,
+    data_root: Path,
+    tiny_train_overrides_for: Callable[..., tuple[str, ...]],
+    compose_train_config: ComposeTrain,
+    tmp_path: Path,
 ) -> None:
     base = [
         f"data.root={data_root}",
-        *tiny_train_overrides,
+        *model_overrides(model, tiny_train_overrides_for),
         "trainer.limit_train_batches=2",
         "trainer.limit_val_batches=1",
         "model.lr_constant_epochs=1",
@@ -95,8 +108,9 @@ def test_resume_continues_epochs_optimizers_and_schedulers(
 
 
 @pytest.mark.full  # about 30 s on 2 CPU cores
+@pytest.mark.parametrize("model", list(MODELS))
 def test_ddp_on_two_cpu_processes_keeps_ranks_identical(
-    data_root: Path, tiny_train_overrides: tuple[str, ...], tmp_path: Path
+    model: str, data_root: Path, tiny_train_overrides_for: Callable[..., tuple[str, ...]], tmp_path: Path
 ) -> None:
     """``trainer=ddp_cpu`` through the console script (a clean subprocess: the ddp launcher re-runs the command)."""
     env = {
@@ -109,7 +123,7 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_identical(
     args = [
         str(exe),
         f"data.root={data_root}",
-        *tiny_train_overrides,
+        *model_overrides(model, tiny_train_overrides_for),
         "trainer=ddp_cpu",
         "callbacks=fingerprint",
         "trainer.max_epochs=2",
