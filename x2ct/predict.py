@@ -11,8 +11,9 @@ affine (axis codes I, P, L): 3D Slicer shows it head up, anterior in front, the 
 left of the coronal view. The volume centre is at world (0, 0, 0) mm. The optional STL is the bone surface
 (``bone_threshold_hu``) in the same world millimetres. Every file is written atomically and only after the
 whole prediction (mesh and preview included) succeeded; any error exits with status 1 and a message.
-A geometry-aware model also needs how the radiographs were taken (``geometry.*`` options, DICOM tags, else the
-training geometry: :mod:`x2ct.inference.radiograph_geometry`); the summary says what was assumed.
+A geometry-aware model also needs how the radiographs were taken (``geometry.*`` options, DICOM tags:
+:mod:`x2ct.inference.radiograph_geometry`; else the training geometry; the matrices:
+:mod:`x2ct.inference.prediction_geometry`); the summary says what was assumed.
 """
 
 from __future__ import annotations

@@ -14,14 +14,10 @@ import pytest
 import torch
 
 from x2ct.drr.projection import AP_VIEW, triplet_projection_matrices
+from x2ct.inference.prediction_geometry import crop_window_matrix, radiograph_projection_matrix
 from x2ct.inference.predictor import Predictor, centered_affine
 from x2ct.inference.preview import build_preview_figure, preview_image
-from x2ct.inference.radiograph_geometry import (
-    RadiographGeometry,
-    SourcedValue,
-    crop_window_matrix,
-    radiograph_projection_matrix,
-)
+from x2ct.inference.radiograph_geometry import RadiographGeometry, SourcedValue
 from x2ct.io.hdf5 import read_triplet
 from x2ct.io.nifti import save_volume_nifti
 from x2ct.io.volume import Volume

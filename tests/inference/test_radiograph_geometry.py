@@ -14,15 +14,17 @@ import pytest
 from pydicom.dataelem import DataElement
 
 from x2ct.drr.projection import AP_VIEW, projection_matrix, triplet_projection_matrices
-from x2ct.inference.radiograph_geometry import (
-    GeometryOptions,
+from x2ct.inference.prediction_geometry import (
     PredictionGeometry,
-    RadiographGeometry,
-    SourcedValue,
     crop_window_matrix,
     lateral_view,
-    merge_geometry,
     radiograph_projection_matrix,
+)
+from x2ct.inference.radiograph_geometry import (
+    GeometryOptions,
+    RadiographGeometry,
+    SourcedValue,
+    merge_geometry,
     read_dicom_geometry,
 )
 from x2ct.io.hdf5 import read_triplet

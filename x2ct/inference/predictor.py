@@ -7,7 +7,7 @@ clamp to [0, 1] -> HU with the checkpoint's CT window (``HU = x * width + low``)
 
 A geometry-aware generator (``uses_geometry``, e.g. the ray-lifting one) also gets each view's projection matrix,
 built from how the radiographs were taken (DICOM tags, ``geometry`` options, else the training geometry; see
-:mod:`x2ct.inference.radiograph_geometry`); what was assumed goes into ``volume.meta["geometry"]``. Other models
+:mod:`x2ct.inference.prediction_geometry`); what was assumed goes into ``volume.meta["geometry"]``. Other models
 get the images only, as before.
 
 The result is a canonical :class:`~x2ct.io.volume.Volume` (axes D, H, W = superior -> inferior,
@@ -29,14 +29,8 @@ import torch
 
 from x2ct.data.normalization import ct_to_hu, normalize_xray
 from x2ct.inference.checkpoint import DataSettings, load_x2ct_checkpoint, training_data_info
-from x2ct.inference.radiograph_geometry import (
-    DEFAULT_ANGLE_SOURCE,
-    TRAINING_ANGLE_SOURCE,
-    GeometryOptions,
-    PredictionGeometry,
-    RadiographGeometry,
-    read_dicom_geometry,
-)
+from x2ct.inference.prediction_geometry import DEFAULT_ANGLE_SOURCE, TRAINING_ANGLE_SOURCE, PredictionGeometry
+from x2ct.inference.radiograph_geometry import GeometryOptions, RadiographGeometry, read_dicom_geometry
 from x2ct.io.volume import Volume, canonical_affine
 from x2ct.io.xray_image import read_xray_image
 from x2ct.models.gan_module import X2CTGANModule, uses_geometry
