@@ -96,6 +96,9 @@ def test_fusion_mean_and_variance_are_symmetric_in_the_views() -> None:
     single = fuse_lifted([a])
     assert torch.equal(single[:, :2], a) and (single[:, 2:] == 0).all()
     assert fuse_lifted([a, b], "mean").shape == (1, 2, 3, 3, 3)
+    with_product = fuse_lifted([a, b], "mean_var_prod")
+    assert torch.allclose(with_product[:, :4], fused) and torch.allclose(with_product[:, 4:], a * b)
+    assert torch.allclose(fuse_lifted([b, a], "mean_var_prod"), with_product)
 
 
 def test_grid_cache_reuses_grids_per_geometry() -> None:

@@ -43,9 +43,10 @@ def inputs(n: int = 2, angle: float = 0.0, seed: int = 0) -> dict[str, torch.Ten
     }
 
 
-def test_output_shape_and_range() -> None:
+@pytest.mark.parametrize("fusion", ["mean_var", "mean", "mean_var_prod"])
+def test_output_shape_and_range(fusion: str) -> None:
     torch.manual_seed(0)
-    out = RayLiftingGenerator(**tiny_kwargs())(**inputs())
+    out = RayLiftingGenerator(**tiny_kwargs(fusion=fusion))(**inputs())
     assert out.shape == (2, 1, CUBE, CUBE, CUBE)
     assert (out >= 0).all()  # ReLU head
 

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 HOMOGENEOUS_EPS: float = 1e-6  # |s| below this: the voxel lies in the source's plane (no valid projection)
 OUTSIDE_UV: float = 2.0  # an image coordinate outside [-1, 1]: grid_sample reads zero there
 DEFAULT_CACHE_SIZE: int = 16
-FUSIONS: tuple[str, ...] = ("mean_var", "mean")
+FUSIONS: tuple[str, ...] = ("mean_var", "mean", "mean_var_prod")
+_FUSION_MULTIPLIER: dict[str, int] = {"mean": 1, "mean_var": 2, "mean_var_prod": 3}
 
 
 def normalized_axis(n: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -138,8 +139,10 @@ def lift_view(
 def fuse_lifted(volumes: Sequence[torch.Tensor], fusion: str = "mean_var") -> torch.Tensor:
     """Fuse per-view lifted volumes, each (N, C, D, H, W), into (N, C * k, D, H, W).
 
-    ``mean_var``: mean and (biased) variance over views, k = 2 (variance 0 for a single view); ``mean``: k = 1.
-    Both are symmetric in the views, so any number and order of views gives a volume of the same layout.
+    ``mean_var``: mean and (biased) variance over views, k = 2 (variance 0 for a single view); ``mean``: k = 1;
+    ``mean_var_prod``: also the product over views, k = 3 (an AND of the views: large only where every view's
+    ray is bright, which the sum-like statistics cannot express in one layer). All are symmetric in the views, so
+    any number and order of views gives a volume of the same layout.
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
@@ -150,11 +153,13 @@ def fuse_lifted(volumes: Sequence[torch.Tensor], fusion: str = "mean_var") -> to
     if fusion == "mean":
         return mean
     variance = (stacked - mean).pow(2).mean(dim=0)
-    return torch.cat((mean, variance), dim=1)
+    if fusion == "mean_var":
+        return torch.cat((mean, variance), dim=1)
+    return torch.cat((mean, variance, stacked.prod(dim=0)), dim=1)
 
 
 def fusion_multiplier(fusion: str) -> int:
     """How many channels :func:`fuse_lifted` makes of each view channel."""
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
-    return 2 if fusion == "mean_var" else 1
+    return _FUSION_MULTIPLIER[fusion]
