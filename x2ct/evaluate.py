@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from x2ct.cli import report_user_errors
 from x2ct.config_dir import CONFIG_DIR
 from x2ct.evaluation import RANKING_METRIC, EvaluationResult, evaluate_checkpoint, evaluation_settings, format_table
 
@@ -29,6 +30,7 @@ def evaluate(cfg: DictConfig) -> EvaluationResult:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@report_user_errors("x2ct-eval")
 def _main(cfg: DictConfig) -> float:
     result = evaluate(cfg)
     print(format_table(result.summary, result.metrics, cfg.ci))

@@ -17,6 +17,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from x2ct.cli import report_user_errors
 from x2ct.config_dir import CONFIG_DIR
 from x2ct.utils.precision import FP32, resolve_precision
 
@@ -101,6 +102,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@report_user_errors("x2ct-train")
 def _main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     name = cfg.get("optimized_metric")

@@ -310,5 +310,5 @@ def test_random_lateral_angles_only_on_the_training_set(geometry_folder: Any) ->
     datamodule.setup()
     assert datamodule.train_set.lateral_angle_range == (80.0, 95.0)
     assert datamodule.test_set.lateral_angle_range is None and datamodule.test_set.lateral_angle == 90.0
-    with pytest.raises(ValueError, match="lateral_angle_range"):
+    with pytest.raises(ValueError, match=r"data\.train_lateral_angles must be \[low, high\]"):
         X2CTDataModule(root=geometry_folder.root, train_lateral_angles=[95])

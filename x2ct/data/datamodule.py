@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from x2ct.data.augment import AugmentConfig
 from x2ct.data.dataset import X2CTDataset, lateral_angle_range_or_none
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow
+from x2ct.errors import InputNotFoundError, InvalidOptionError
 from x2ct.io.hdf5 import lateral_key
 
 COMMENT_PREFIX = "#"  # lines of a case list starting with this are ignored
@@ -43,14 +44,14 @@ def read_case_list(path: Path) -> list[str]:
     Raises FileNotFoundError (missing file) or ValueError (no ids, or an id listed twice), naming the file.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"case list {path} does not exist (or is not a file)")
+        raise InputNotFoundError(f"case list {path} does not exist (or is not a file)")
     ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     ids = [case_id for case_id in ids if case_id and not case_id.startswith(COMMENT_PREFIX)]
     if not ids:
-        raise ValueError(f"case list {path} is empty: it must name at least one case")
+        raise InvalidOptionError(f"case list {path} is empty: it must name at least one case")
     duplicates = sorted({case_id for case_id in ids if ids.count(case_id) > 1})
     if duplicates:
-        raise ValueError(f"case list {path} names these cases more than once: {duplicates}")
+        raise InvalidOptionError(f"case list {path} names these cases more than once: {duplicates}")
     return ids
 
 
@@ -58,7 +59,7 @@ def holdout_split(case_ids: Sequence[str], val_fraction: float, seed: int) -> Sp
     """Hold out ``round(val_fraction * n)`` cases (at least 1 when ``val_fraction > 0`` and n >= 2, at most n - 1)
     chosen by ``seed``; both parts keep the input order. Same inputs -> same split."""
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise InvalidOptionError(f"val_fraction must be in [0, 1), got {val_fraction}")
     ids = list(case_ids)
     n_val = 0
     if val_fraction > 0.0 and len(ids) >= 2:
@@ -124,16 +125,18 @@ class X2CTDataModule(LightningDataModule):
         self.root = Path(root)
         self.lateral_angle = float(lateral_angle)
         lateral_key(self.lateral_angle)  # rejects a bad angle at construction
-        angle_range = lateral_angle_range_or_none(train_lateral_angles)  # rejects a bad range at construction
+        angle_range = lateral_angle_range_or_none(
+            train_lateral_angles, "data.train_lateral_angles"
+        )  # rejects a bad range at construction
         self.train_lateral_angles = None if angle_range is None else list(angle_range)
         self.cube = _positive_int(cube, "cube")
         self.xray_size = _positive_int(xray_size, "xray_size") if xray_size is not None else self.cube
         self.batch_size = _positive_int(batch_size, "batch_size")
         if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 0:
-            raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
+            raise InvalidOptionError(f"num_workers must be a non-negative integer, got {num_workers!r}")
         self.num_workers = int(num_workers)
         if not 0.0 <= float(val_fraction) < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+            raise InvalidOptionError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         self.val_fraction = float(val_fraction)
         self.seed = int(seed)
         self.window = CTWindow.from_pair(ct_window_hu)
@@ -159,7 +162,7 @@ class X2CTDataModule(LightningDataModule):
 
     def _check_root(self) -> None:
         if not self.root.is_dir():
-            raise FileNotFoundError(f"data root {self.root} does not exist (or is not a folder)")
+            raise InputNotFoundError(f"data root {self.root} does not exist (or is not a folder)")
 
     @property
     def splits(self) -> Splits:
@@ -263,5 +266,5 @@ class X2CTDataModule(LightningDataModule):
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InvalidOptionError(f"{name} must be a positive integer, got {value!r}")
     return int(value)

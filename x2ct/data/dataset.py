@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from x2ct.data.augment import AugmentConfig, TripletAugmenter
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, normalize_ct, normalize_xray
 from x2ct.drr.projection import triplet_projection_matrices
+from x2ct.errors import InputNotFoundError, InvalidOptionError
 from x2ct.io.hdf5 import (
     TRIPLET_FILENAME,
     Triplet,
@@ -77,7 +78,7 @@ class X2CTDataset(Dataset[Sample]):
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"data root {self.root} does not exist (or is not a folder)")
+            raise InputNotFoundError(f"data root {self.root} does not exist (or is not a folder)")
         self.case_ids = [str(case_id) for case_id in case_ids]
         if not self.case_ids:
             raise ValueError(f"no cases given for the dataset under {self.root}")
@@ -87,7 +88,7 @@ class X2CTDataset(Dataset[Sample]):
         missing = [str(self.path_of(c)) for c in self.case_ids if not self.path_of(c).is_file()]
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise FileNotFoundError(f"{len(missing)} triplet file(s) missing: {shown}")
+            raise InputNotFoundError(f"{len(missing)} triplet file(s) missing: {shown}")
         self.lateral_angle = float(lateral_angle)
         lateral_key(self.lateral_angle)  # validates the angle now rather than at the first item
         self.cube = _positive_or_none(cube, "cube")
@@ -187,15 +188,17 @@ def _positive_or_none(value: int | None, name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        raise InvalidOptionError(f"{name} must be a positive integer or None, got {value!r}")
     return int(value)
 
 
-def lateral_angle_range_or_none(value: Sequence[float] | None) -> tuple[float, float] | None:
-    """``(low, high)`` degrees with 0 < low <= high < 180, or None."""
+def lateral_angle_range_or_none(
+    value: Sequence[float] | None, name: str = "lateral_angle_range"
+) -> tuple[float, float] | None:
+    """``(low, high)`` degrees with 0 < low <= high < 180, or None; errors name the option ``name``."""
     if value is None:
         return None
     bounds = tuple(float(v) for v in value)
     if len(bounds) != 2 or not 0.0 < bounds[0] <= bounds[1] < 180.0:
-        raise ValueError(f"lateral_angle_range must be [low, high] degrees with 0 < low <= high < 180, got {value!r}")
+        raise InvalidOptionError(f"{name} must be [low, high] degrees with 0 < low <= high < 180, got {value!r}")
     return bounds  # type: ignore[return-value]

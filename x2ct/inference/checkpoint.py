@@ -21,6 +21,7 @@ import torch
 
 from x2ct.data.datamodule import read_case_list
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, resampled_spacing
+from x2ct.errors import UserError
 from x2ct.io.hdf5 import TRIPLET_FILENAME, TripletFileError, read_spacing
 from x2ct.models.gan_module import X2CTGANModule
 
@@ -36,7 +37,7 @@ XRAY_MODE_ATTRIBUTE = "xray_mode"
 SPACING_RELATIVE_TOLERANCE = 1e-3
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used for prediction; the message names the file and what is wrong."""
 
 

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from x2ct.errors import CaseError
+from x2ct.errors import CaseError, InvalidOptionError
 
 HU_OFFSET = 1024
 SCHEMA_VERSION = 1
@@ -97,9 +97,9 @@ def lateral_key(angle: float) -> str:
     """
     value = float(angle)
     if not math.isfinite(value) or abs(value - round(value)) > ANGLE_INTEGER_TOLERANCE:
-        raise ValueError(f"lateral angle must be a whole number of degrees, got {angle!r}")
+        raise InvalidOptionError(f"lateral angle must be a whole number of degrees, got {angle!r}")
     if not ANGLE_MIN_EXCLUSIVE < value < ANGLE_MAX_EXCLUSIVE:
-        raise ValueError(f"lateral angle must lie strictly between 0 and 180 degrees, got {angle!r}")
+        raise InvalidOptionError(f"lateral angle must lie strictly between 0 and 180 degrees, got {angle!r}")
     degrees = round(value)
     if degrees == LATERAL_REFERENCE_ANGLE:
         return XRAY2_KEY
