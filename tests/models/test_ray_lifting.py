@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -111,6 +112,24 @@ def test_grid_cache_reuses_grids_per_geometry() -> None:
     assert (cache.hits, cache.misses) == (1, 2)
     lift_view(image, batch_of(AP_ALIGNED), (4, 4, 4), cache)  # a third entry evicts the oldest
     assert len(cache._grids) == 2
+
+
+def test_grid_cache_reads_a_matrix_from_the_device_once_and_follows_in_place_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = SamplingGridCache()
+    image = torch.rand(1, 1, 8, 8)
+    matrix = batch_of(AP_ALIGNED)
+    reads = []
+    original = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: reads.append(1) or original(self, *a, **k))
+    for size in (8, 4, 2):
+        lift_view(image, matrix, (size, size, size), cache)
+    assert len(reads) == 1  # three scales, one host read
+    before = lift_view(image, matrix, (8, 8, 8), cache)
+    matrix.copy_(batch_of(LATERAL_ALIGNED))  # changed in place: a new version, new values
+    after = lift_view(image, matrix, (8, 8, 8), cache)
+    assert len(reads) == 2 and not torch.allclose(before, after)
 
 
 def test_lifting_passes_gradients_to_the_features() -> None:

@@ -67,7 +67,9 @@ def project_points(points: torch.Tensor, projection: torch.Tensor) -> torch.Tens
 class SamplingGridCache:
     """LRU cache of ``grid_sample`` grids (N, 1, D*H*W, 2) keyed by the matrices' values and the grid shape.
 
-    Keys read the matrices on the host (a (N, 3, 4) copy); a miss costs one (N, M, 3) product.
+    A key needs the matrices' values on the host: they are read once per matrix tensor (and in-place version), not
+    once per lookup, so a forward that lifts at several scales (and a discriminator called on real and fake volumes
+    with the same batch) waits for the device once per view, not once per call. A miss costs one (N, M, 3) product.
     """
 
     def __init__(self, max_entries: int = DEFAULT_CACHE_SIZE) -> None:
@@ -76,12 +78,27 @@ class SamplingGridCache:
         self.max_entries = int(max_entries)
         self._grids: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._points: dict[tuple, torch.Tensor] = {}
+        # id(matrix tensor) -> (the tensor, its in-place version, its values as bytes); the tensor is kept so that
+        # its id cannot be reused by another tensor while the entry lives
+        self._values: OrderedDict[int, tuple[torch.Tensor, int, bytes]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     def clear(self) -> None:
         self._grids.clear()
         self._points.clear()
+        self._values.clear()
+
+    def _values_of(self, projection: torch.Tensor) -> bytes:
+        """The matrices' values as bytes, read from the device once per tensor and version."""
+        entry = self._values.get(id(projection))
+        if entry is not None and entry[0] is projection and entry[1] == projection._version:
+            return entry[2]
+        values = projection.detach().float().cpu().numpy().tobytes()
+        self._values[id(projection)] = (projection, projection._version, values)
+        while len(self._values) > max(self.max_entries, 1):
+            self._values.popitem(last=False)
+        return values
 
     def points(self, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         key = (shape, str(device), dtype)
@@ -95,7 +112,7 @@ class SamplingGridCache:
         if len(shape3) != 3:
             raise ValueError(f"grid shape must be (D, H, W), got {tuple(shape)}")
         geometry = projection.detach()
-        key = (shape3, str(projection.device), dtype, tuple(geometry.shape), geometry.float().cpu().numpy().tobytes())
+        key = (shape3, str(projection.device), dtype, tuple(geometry.shape), self._values_of(projection))
         if self.max_entries and key in self._grids:
             self.hits += 1
             self._grids.move_to_end(key)
