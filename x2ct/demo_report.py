@@ -21,9 +21,11 @@ from typing import Any
 import lightning as L
 from torch.utils.data import default_collate
 
+from x2ct.data.datamodule import X2CTDataModule
 from x2ct.evaluation import EvaluationSettings, evaluate_checkpoint, load_checkpoint
 from x2ct.io.hdf5 import stored_lateral_angles
 from x2ct.models.baseline import MeanVolumeBaseline
+from x2ct.models.gan_module import X2CTGANModule
 from x2ct.utils.atomic import atomic_write_text
 from x2ct.viz.figures import DISPLAY_HU_WINDOW, save_png, triplanar_figure
 
@@ -89,7 +91,7 @@ def compare(
         overrides = {"root": str(root), "lateral_angle": float(angle)}
         result = evaluate_checkpoint(ckpt, overrides, out_dir / f"angle_{angle:g}", settings)
         by_angle[f"{angle:g}"] = {name: float(result.metrics[name]) for name in ANGLE_METRICS if name in result.metrics}
-        figures += _slice_figures(ckpt, root, out_dir, float(angle), n_figures)
+        figures += _slice_figures(model, datamodule, out_dir, float(angle), n_figures)
     report = {
         "checkpoint": str(ckpt),
         "data_root": str(root),
@@ -110,10 +112,12 @@ def compare(
     return report
 
 
-def _slice_figures(ckpt: Path, root: Path, out_dir: Path, angle: float, n_figures: int) -> list[str]:
+def _slice_figures(
+    model: X2CTGANModule, trained: X2CTDataModule, out_dir: Path, angle: float, n_figures: int
+) -> list[str]:
     """Tri-planar real / reconstructed figures of the first ``n_figures`` test cases with the lateral view at
-    ``angle``."""
-    model, datamodule = load_checkpoint(ckpt, {"root": str(root), "lateral_angle": angle}, "cpu")
+    ``angle`` (the run's data settings otherwise)."""
+    datamodule = X2CTDataModule(**{**dict(trained.hparams), "lateral_angle": angle})
     datamodule.setup("test")
     paths = []
     for index in range(min(n_figures, len(datamodule.test_set))):
