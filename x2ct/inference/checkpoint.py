@@ -3,7 +3,10 @@
 A checkpoint written by ``x2ct-train`` (a Lightning checkpoint) holds ``hyper_parameters`` (the network configs of
 :class:`~x2ct.models.gan_module.X2CTGANModule`), ``state_dict`` and ``datamodule_hyper_parameters`` (``cube``,
 ``xray_size``, ``ct_window_hu``, ``lateral_angle``, ``root``, ...). The file is read with ``torch.load(...,
-weights_only=True)``: no code from the file is ever executed. The triplet files the model was trained on, when
+weights_only=True)`` and its network and optimizer configs are checked against the allow-list of
+:mod:`x2ct.models.allowed_targets` before anything is built: no code from the file is ever executed. A folder
+written by ``x2ct-export`` is loaded instead from its safetensors weights and JSON config
+(:mod:`x2ct.inference.exported_model`). The triplet files the model was trained on, when
 still reachable under ``root``, tell the voxel size (attribute ``spacing_mm``) and the X-ray mode.
 """
 
@@ -13,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -23,7 +26,11 @@ from x2ct.data.datamodule import read_case_list
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, resampled_spacing
 from x2ct.errors import UserError
 from x2ct.io.hdf5 import TRIPLET_FILENAME, TripletFileError, read_spacing
+from x2ct.models.allowed_targets import DisallowedTargetError, check_module_hparams, describe_unpickling_refusal
 from x2ct.models.gan_module import X2CTGANModule
+
+if TYPE_CHECKING:
+    from x2ct.inference.prediction_geometry import TrainingGeometry
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +90,23 @@ class TrainingDataInfo:
 @dataclass
 class LoadedCheckpoint:
     """An X2CT-GAN model in eval mode on ``device``, its training data settings, and the data module's saved
-    constructor arguments (``datamodule_hyper_parameters``; empty when the checkpoint has none)."""
+    constructor arguments (``datamodule_hyper_parameters``; empty when the checkpoint has none).
+
+    ``training`` and ``training_geometry`` are what an exported model folder records about its training data
+    (None for a checkpoint, whose training triplets are read when reachable: :meth:`training_data`)."""
 
     model: X2CTGANModule
     data: DataSettings
     path: Path
     device: torch.device
     datamodule_params: dict[str, Any] = field(default_factory=dict)
+    training: TrainingDataInfo | None = None
+    training_geometry: TrainingGeometry | None = None
+
+    def training_data(self) -> TrainingDataInfo | None:
+        """Spacing and X-ray mode of the training data: recorded (exported model) or read from the reachable
+        training triplets (:func:`training_data_info`), else None."""
+        return self.training if self.training is not None else training_data_info(self.data)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -97,15 +114,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Raises:
         CheckpointNotFoundError: the file does not exist.
-        CheckpointError: not loadable by torch, not a Lightning checkpoint (e.g. a plain state dict), or a
-            checkpoint of another model (no generator/discriminator configs or weights).
+        CheckpointError: not loadable by torch, pickled Python objects other than tensors and plain data (refused,
+            never run), not a Lightning checkpoint (e.g. a plain state dict), a checkpoint of another model (no
+            generator/discriminator configs or weights), or configs naming a callable off the allow-list.
     """
     file = Path(path)
     if not file.is_file():
         raise CheckpointNotFoundError(f"checkpoint {file} does not exist (or is not a file)")
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and torch errors of many types
+    except Exception as error:  # refused globals (UnpicklingError), zip and torch errors of many types
+        refusal = describe_unpickling_refusal(file, error)
+        if refusal is not None:
+            raise CheckpointError(refusal) from error
         raise CheckpointError(
             f"checkpoint {file} cannot be read as a PyTorch checkpoint: {type(error).__name__}: {error}"
         ) from error
@@ -128,6 +149,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{file} is not an X2CT-GAN checkpoint: hyper-parameters lack {missing or 'nothing'}, generator "
             f"weights {'found' if has_generator else 'missing'} (hyper-parameters: {sorted(hparams)})"
         )
+    try:
+        check_module_hparams(hparams, source=file)
+    except DisallowedTargetError as error:
+        raise CheckpointError(str(error)) from error
     return dict(checkpoint)
 
 
@@ -187,12 +212,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def load_x2ct_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Rebuild the X2CT-GAN of an x2ct-train checkpoint (eval mode, on ``device``) with its data settings.
+    """Rebuild the X2CT-GAN of an x2ct-train checkpoint (eval mode, on ``device``) with its data settings; a
+    folder is loaded as an x2ct-export folder (:func:`x2ct.inference.exported_model.load_exported_model`, no pickle).
 
     Raises CheckpointNotFoundError / CheckpointError (see :func:`read_checkpoint`), also when the weights do not
     fit the networks the hyper-parameters describe; RuntimeError for an unavailable CUDA device.
     """
     file = Path(path)
+    if file.is_dir():
+        from x2ct.inference.exported_model import load_exported_model  # imports this module
+
+        return load_exported_model(file, device)
     target = resolve_device(device)
     checkpoint = read_checkpoint(file)
     try:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from x2ct.data.normalization import ct_to_hu, normalize_xray
-from x2ct.inference.checkpoint import DataSettings, load_x2ct_checkpoint, training_data_info
+from x2ct.inference.checkpoint import DataSettings, load_x2ct_checkpoint
 from x2ct.inference.prediction_geometry import DEFAULT_ANGLE_SOURCE, TRAINING_ANGLE_SOURCE, PredictionGeometry
 from x2ct.inference.radiograph_geometry import GeometryOptions, RadiographGeometry, read_dicom_geometry
 from x2ct.io.volume import Volume, canonical_affine
@@ -150,7 +150,7 @@ class Predictor:
             else GeometryOptions.from_mapping(geometry_options)
         )
         loaded = load_x2ct_checkpoint(ckpt_path, device)
-        info = training_data_info(loaded.data) if use_training_spacing else None
+        info = loaded.training_data() if use_training_spacing else None
         if info is not None and info.spacing_mm is not None:
             spacing, source = info.spacing_mm, f"training data ({info.source})"
         else:
@@ -159,7 +159,7 @@ class Predictor:
         geometry = None
         if uses_geometry(loaded.model.generator):
             if info is None:
-                info = training_data_info(loaded.data)
+                info = loaded.training_data()
             geometry = PredictionGeometry(
                 options,
                 loaded.data.cube,
@@ -168,6 +168,8 @@ class Predictor:
                 training_file=info.source if info is not None else None,
                 lateral_angle_source=TRAINING_ANGLE_SOURCE if loaded.data.from_checkpoint else DEFAULT_ANGLE_SOURCE,
             )
+            if loaded.training_geometry is not None:  # an exported model records its training geometry
+                geometry.fallback = loaded.training_geometry
         elif options.any_given:
             log.info("%s does not use the view geometry: the geometry options are ignored", loaded.path)
         predictor = cls(loaded.model, loaded.data, spacing, loaded.device, paper_preprocess_options, geometry)

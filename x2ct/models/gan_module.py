@@ -7,21 +7,33 @@ passed to the networks that declare ``uses_geometry`` (the ray-lifting generator
 to [0, 1] only for evaluation); the discriminator scores (volume, xray1, xray2) with a patch map.
 
 Networks and optimizers are given as Hydra configs (``_target_`` dicts; optimizers as ``_partial_`` configs), so a
-checkpoint holds everything needed to rebuild the model: ``X2CTGANModule.load_from_checkpoint(path)``.
+checkpoint holds everything needed to rebuild the model: ``X2CTGANModule.load_from_checkpoint(path)``. Every config
+is built through the allow-list of :mod:`x2ct.models.allowed_targets` (the project's networks, a few torch
+optimizers), and checkpoints are read with ``weights_only=True``: a crafted file cannot make loading run code.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable, Mapping
-from typing import Any
+from os import PathLike
+from typing import IO, Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from x2ct.models.allowed_targets import (
+    DISCRIMINATOR,
+    GENERATOR,
+    OPTIMIZER,
+    DisallowedTargetError,
+    build_from_config,
+    check_config,
+    describe_unpickling_refusal,
+)
 from x2ct.models.init import init_weights
 from x2ct.models.losses import LossWeights, discriminator_loss_terms, generator_loss_terms
 from x2ct.models.metric_tracker import ReconstructionMetrics
@@ -54,10 +66,10 @@ def geometry_of(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return {key: batch[key] for key in PROJECTION_KEYS if key in batch}
 
 
-def _build(spec: nn.Module | Mapping[str, Any] | DictConfig) -> nn.Module:
+def _build(spec: nn.Module | Mapping[str, Any] | DictConfig, role: str) -> nn.Module:
     if isinstance(spec, nn.Module):
         return spec
-    return instantiate(spec, _convert_="all")
+    return build_from_config(spec, role, role)
 
 
 def _plain(spec: Any) -> Any:
@@ -108,8 +120,8 @@ class X2CTGANModule(L.LightningModule):
         for key in ("generator", "discriminator", "optimizer_g", "optimizer_d", "loss"):
             if key in self.hparams:
                 self.hparams[key] = _plain(self.hparams[key])
-        self.generator = _build(generator)
-        self.discriminator = _build(discriminator)
+        self.generator = _build(generator, GENERATOR)
+        self.discriminator = _build(discriminator, DISCRIMINATOR)
         if init_std is not None:
             init_weights(self.generator, std=init_std)
             init_weights(self.discriminator, std=init_std)
@@ -117,9 +129,37 @@ class X2CTGANModule(L.LightningModule):
             self.loss_weights = loss
         else:
             self.loss_weights = LossWeights(**dict(loss or {}))
-        self.optimizer_specs = (dict(optimizer_g or DEFAULT_ADAM), dict(optimizer_d or DEFAULT_ADAM))
+        self.optimizer_specs = (  # checked now, so that a refused optimizer fails at load time, not at fit
+            dict(check_config(optimizer_g or DEFAULT_ADAM, OPTIMIZER, "optimizer_g")),
+            dict(check_config(optimizer_d or DEFAULT_ADAM, OPTIMIZER, "optimizer_d")),
+        )
         self.eval_metrics = ReconstructionMetrics(ssim=val_ssim)
         self.skipped_steps = 0
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | PathLike | IO,
+        map_location: Any = None,
+        hparams_file: str | PathLike | None = None,
+        strict: bool | None = None,
+        weights_only: bool = True,
+        **kwargs: Any,
+    ) -> X2CTGANModule:
+        """Lightning's loader, reading the file with ``weights_only=True`` by default (no code from the file runs)
+        and naming the file in the error when it holds pickled objects or a config off the allow-list."""
+        name = checkpoint_path if isinstance(checkpoint_path, str | PathLike) else "checkpoint"
+        try:
+            return super().load_from_checkpoint(
+                checkpoint_path, map_location, hparams_file, strict, weights_only=weights_only, **kwargs
+            )
+        except DisallowedTargetError as error:
+            raise DisallowedTargetError(f"{name}: {error}") from error
+        except pickle.UnpicklingError as error:
+            refusal = describe_unpickling_refusal(name, error)
+            if refusal is None:
+                raise
+            raise DisallowedTargetError(refusal) from error
 
     # ------------------------------------------------------------------------------------------------ forward
     def forward(
@@ -162,8 +202,8 @@ class X2CTGANModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------- optimizers
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[dict[str, Any]]]:
-        opt_g = instantiate(self.optimizer_specs[0], _convert_="all")(self.generator.parameters())
-        opt_d = instantiate(self.optimizer_specs[1], _convert_="all")(self.discriminator.parameters())
+        opt_g = build_from_config(self.optimizer_specs[0], OPTIMIZER, "optimizer_g")(self.generator.parameters())
+        opt_d = build_from_config(self.optimizer_specs[1], OPTIMIZER, "optimizer_d")(self.discriminator.parameters())
         policy = official_lr_lambda(self.hparams.lr_constant_epochs, self.hparams.lr_decay_epochs)
         schedulers = [
             {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, policy), "interval": "epoch", "name": f"lr_{n}"}
