@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from x2ct.cli import report_user_errors
+from x2ct.cli import report_user_errors, run_console_script
 from x2ct.config_dir import CONFIG_DIR
 from x2ct.evaluation import RANKING_METRIC, EvaluationResult, evaluate_checkpoint, evaluation_settings, format_table
 
@@ -40,7 +40,7 @@ def _main(cfg: DictConfig) -> float:
 
 def main() -> None:
     """Console-script entry point."""
-    _main()
+    run_console_script("x2ct-eval", _main)
 
 
 if __name__ == "__main__":

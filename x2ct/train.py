@@ -17,7 +17,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from x2ct.cli import report_user_errors
+from x2ct.cli import report_user_errors, run_console_script
 from x2ct.config_dir import CONFIG_DIR
 from x2ct.utils.precision import FP32, resolve_precision
 
@@ -113,7 +113,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console-script entry point."""
-    _main()
+    run_console_script("x2ct-train", _main)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from x2ct.drr import DRRConfig, DRRRenderer, ViewSpec
-from x2ct.errors import CaseError
+from x2ct.errors import CaseError, InputNotFoundError, InvalidOptionError, UserError
 from x2ct.io.hdf5 import lateral_key, validate_triplet, write_triplet
 from x2ct.io.labels import level_names
 from x2ct.io.nifti import save_volume_nifti
@@ -34,6 +34,7 @@ from x2ct.preparation.fit import VolumeFitConfig, fit_volume
 from x2ct.preparation.xray_preprocess import PaperPreprocessConfig, paper_preprocess, resize_xray
 from x2ct.sources.base import CaseRef, CaseSource
 from x2ct.utils.atomic import atomic_write_text
+from x2ct.utils.output_paths import check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class XraySettings:
 
     def __post_init__(self) -> None:
         if self.mode not in ("aligned", "paper"):
-            raise ValueError(f"xray.mode must be 'aligned' or 'paper', got {self.mode!r}")
+            raise InvalidOptionError(f"xray.mode must be 'aligned' or 'paper', got {self.mode!r}")
+        self.size = _whole_number(self.size, "xray.size", minimum=1)
         if self.mode == "paper" and self.preprocess is None:
             self.preprocess = PaperPreprocessConfig(output_size=self.size)
 
@@ -95,15 +97,24 @@ class PrepareSettings:
     n_previews: int = 4
 
     def __post_init__(self) -> None:
-        self.out_dir = Path(self.out_dir)
+        """Checks every option (and that ``out_dir`` can be written) before any work starts."""
+        self.out_dir = check_output_folder(self.out_dir, "out_dir")
+        if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, int | float):
+            raise InvalidOptionError(f"split.test_fraction must be a number in [0, 1), got {self.test_fraction!r}")
         if not 0.0 <= self.test_fraction < 1.0:
-            raise ValueError(f"split.test_fraction must be in [0, 1), got {self.test_fraction}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise InvalidOptionError(f"split.test_fraction must be in [0, 1), got {self.test_fraction}")
+        self.workers = _whole_number(self.workers, "workers", minimum=1)
+        self.n_previews = _whole_number(self.n_previews, "n_previews", minimum=0)
+        self.seed = _whole_number(self.seed, "seed", minimum=0)
+        if isinstance(self.lateral_angles, str | bytes) or not isinstance(self.lateral_angles, Sequence):
+            raise InvalidOptionError(f"lateral_angles must be a list of degrees, got {self.lateral_angles!r}")
         if not self.lateral_angles:
-            raise ValueError("lateral_angles is empty: at least one lateral view is needed")
+            raise InvalidOptionError("lateral_angles is empty: at least one lateral view is needed")
+        build_views(self.lateral_angles)  # every angle valid, no duplicates
         if not any(float(a) == 90.0 for a in self.lateral_angles):
-            raise ValueError(f"lateral_angles must include 90 (the 'xray2' dataset), got {list(self.lateral_angles)}")
+            raise InvalidOptionError(
+                f"lateral_angles must include 90 (the 'xray2' dataset), got {list(self.lateral_angles)}"
+            )
 
 
 @dataclass
@@ -143,14 +154,28 @@ class PrepareSummary:
 
 
 def build_views(lateral_angles: Sequence[float]) -> list[ViewSpec]:
-    """The AP view (``xray1``, 0 degrees) followed by one lateral view per angle, named by the HDF5 schema."""
+    """The AP view (``xray1``, 0 degrees) followed by one lateral view per angle, named by the HDF5 schema.
+
+    Raises InvalidOptionError naming ``lateral_angles`` for a value that is not a whole number of degrees in
+    (0, 180) or for duplicates."""
     views = [ViewSpec(name=AP_VIEW, angle_deg=0.0, lateral=False)]
     for angle in lateral_angles:
-        views.append(ViewSpec(name=lateral_key(float(angle)), angle_deg=float(angle), lateral=True))
+        try:
+            name = lateral_key(float(angle))
+        except (TypeError, ValueError) as error:
+            raise InvalidOptionError(f"lateral_angles: bad angle {angle!r}: {error}") from error
+        views.append(ViewSpec(name=name, angle_deg=float(angle), lateral=True))
     names = [v.name for v in views]
     if len(set(names)) != len(names):
-        raise ValueError(f"lateral_angles has duplicates: {list(lateral_angles)}")
+        raise InvalidOptionError(f"lateral_angles has duplicates: {list(lateral_angles)}")
     return views
+
+
+def _whole_number(value: Any, option: str, minimum: int) -> int:
+    """``value`` as an int when it is a whole number >= ``minimum``; else InvalidOptionError naming ``option``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < minimum:
+        raise InvalidOptionError(f"{option} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def triplet_path(out_dir: Path, case_id: str) -> Path:
@@ -350,6 +375,19 @@ def _existing_result(ref: CaseRef, out_dir: Path, record: dict[str, Any]) -> Cas
     )
 
 
+def list_source_cases(source: CaseSource) -> list[CaseRef]:
+    """``source.list_cases()``; what it raises for the user's data or options (a missing or empty root, unknown
+    case ids: FileNotFoundError or ValueError, see :meth:`CaseSource.list_cases`) becomes a one-line user error."""
+    try:
+        return source.list_cases()
+    except UserError:
+        raise
+    except FileNotFoundError as error:
+        raise InputNotFoundError(str(error)) from error
+    except ValueError as error:
+        raise InvalidOptionError(str(error)) from error
+
+
 def run_prepare(
     source: CaseSource,
     fit: VolumeFitConfig,
@@ -361,11 +399,17 @@ def run_prepare(
     """Prepare every case of ``source`` into ``settings.out_dir``; failed cases are recorded, not fatal."""
     start = time.perf_counter()
     out_dir = settings.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    refs = source.list_cases()
+    refs = list_source_cases(source)
     ids = [r.case_id for r in refs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"the source lists duplicate case ids: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
+    if settings.use_dataset_split:
+        unsplit = [r.case_id for r in refs if r.split not in ("train", "test")]
+        if unsplit:
+            raise InvalidOptionError(
+                f"split.use_dataset_split=true but the source gives no split for {unsplit[:5]} ({len(unsplit)} cases)"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     results: list[CaseResult] = []
     todo: list[CaseRef] = []
