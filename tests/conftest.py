@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.support import checkpoint, configs, networks, volumes, xrays
+from tests.support import checkpoint, configs, networks, spine_ct, volumes, xrays
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -74,6 +74,12 @@ def tiny_triplets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write_nifti_pair() -> Callable[..., tuple[Path, Path]]:
     """``(folder, stem, hu, labels, affine, ct_suffix, mask_suffix) -> (ct_path, mask_path)``."""
     return volumes.write_nifti_pair
+
+
+@pytest.fixture(scope="session")
+def tiny_spine_ct() -> Callable[..., spine_ct.SpineCT]:
+    """``(size=32, spacing_mm=2.0, seed=0) -> SpineCT(hu, labels, affine)``: a HU spine CT with an L1/L2 mask."""
+    return spine_ct.tiny_spine_ct
 
 
 @pytest.fixture(scope="session")

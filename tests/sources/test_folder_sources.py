@@ -22,18 +22,24 @@ from x2ct.sources import (
 )
 
 _SHAPE = (8, 8, 8)
+_SPACING_MM = (8.0, 8.0, 8.0)  # the 16 mask voxels make an 8 mL vertebra, as real ones are
+_VERTEBRA = (slice(2, 6), slice(3, 5), slice(3, 5))
+_AIR_HU, _BONE_HU = -1000.0, 500.0
 
 
 def _write_ct(path: Path, value: float = 0.0) -> None:
+    """Air at ``value - 1000`` HU with bone where ``_write_mask`` puts the vertebra."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.full(_SHAPE, value, np.float32), canonical_affine((1.0, 1.0, 1.0))), path)
+    hu = np.full(_SHAPE, _AIR_HU + value, np.float32)
+    hu[_VERTEBRA] = _BONE_HU
+    nib.save(nib.Nifti1Image(hu, canonical_affine(_SPACING_MM)), path)
 
 
 def _write_mask(path: Path, label: int = 20) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     mask = np.zeros(_SHAPE, np.int16)
-    mask[2:6, 3:5, 3:5] = label
-    nib.save(nib.Nifti1Image(mask, canonical_affine((1.0, 1.0, 1.0))), path)
+    mask[_VERTEBRA] = label
+    nib.save(nib.Nifti1Image(mask, canonical_affine(_SPACING_MM)), path)
 
 
 def _ctspine1k(root: Path, top: str = "raw_data", vol_dir: str = "volumes", lbl_dir: str = "labels") -> Path:
@@ -139,7 +145,7 @@ def test_ctspine1k_incomplete_cases_become_failing_refs(tmp_path: Path, caplog: 
         source.load(refs["COLONOG_orphan"])
     vol = source.load(refs["COLONOG_1.3.6.1.4.1.9328.50.4.0002"])
     assert vol.case_id == "COLONOG_1.3.6.1.4.1.9328.50.4.0002"
-    assert float(vol.hu[0, 0, 0]) == 1.0  # the second COLONOG CT was written with value 1
+    assert float(vol.hu[0, 0, 0]) == _AIR_HU + 1.0  # the second COLONOG CT was written with value 1
     assert vol.meta["source"] == "ctspine1k" and vol.meta["levels_present"] == ["L1"]
 
 

@@ -9,6 +9,7 @@ recorded in ``meta["obliquity_deg"]``. Every problem with a case raises :class:`
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from dataclasses import dataclass
@@ -74,9 +75,22 @@ class CanonicalImage:
     obliquity_deg: float
 
 
+def _unreachable_reason(path: Path) -> str:
+    """Why ``path`` is not a readable file: a symlink loop, a broken symlink, a folder or no file at all."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return f"{path} is a symlink loop"
+        if path.is_symlink():
+            return f"{path} is a broken symlink (its target {os.readlink(path)} does not exist)"
+        return f"file not found: {path}"
+    return f"{path} is not a file"
+
+
 def _load_image(path: Path, what: str) -> nib.Nifti1Image:
     if not path.is_file():
-        raise CaseError(f"{what} file not found: {path}")
+        raise CaseError(f"{what} {_unreachable_reason(path)}")
     try:
         return nib.load(str(path), mmap=False)  # read into memory: no array tied to the file
     except Exception as exc:  # nibabel raises several types (ImageFileError, OSError, EOFError, ...)

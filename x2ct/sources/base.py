@@ -5,13 +5,21 @@ canonical :class:`~x2ct.io.volume.Volume` (axes D,H,W = I,P,L; HU; project label
 (CTSpine1K, VerSe, pairs): discovery, id checks, the ``case_ids`` filter and loading. Incomplete cases (a CT
 without its mask or a mask without its CT) are not dropped: they are listed (and logged as a warning) as refs
 with ``problem`` set, and ``load`` raises :class:`CaseError` for them, so the preparation pipeline records them
-as failed in its manifest. ``list_cases`` raises FileNotFoundError when the root is missing or no complete pair
-is found, naming where it looked.
+as failed in its manifest. The same holds for what cannot be read below the root (a folder without permission,
+a symlink loop, a broken folder symlink): each becomes a ref ``unreadable_<path>`` with its reason. Folder
+symlinks are followed (once per folder). ``list_cases`` raises FileNotFoundError when the root is missing or no
+complete pair is found, naming where it looked.
+
+``load`` also guards against plausible-looking wrong data: CT values that are not HU
+(:mod:`x2ct.io.ct_units`, option ``ct_units``), a mask that covers no bone, and an implausible voxel or vertebra
+size (:mod:`x2ct.sources.plausibility`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -19,16 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from x2ct.errors import CaseError
+from x2ct.errors import CaseError, InvalidOptionError
+from x2ct.io.ct_units import CT_UNITS, CT_UNITS_HU, to_hu
 from x2ct.io.labels import LABEL_SCHEMES
 from x2ct.io.nifti import NIFTI_SUFFIXES, load_ct_and_mask
 from x2ct.io.volume import Volume
+from x2ct.sources.plausibility import check_case_geometry
 
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "test")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_LISTED = 10
+UNREADABLE_PREFIX = "unreadable"  # case ids of entries below a root that cannot be read start with it
 
 
 @dataclass
@@ -60,16 +71,82 @@ def safe_case_id(*parts: str) -> str:
     return safe
 
 
-def list_nifti_files(folder: Path) -> list[Path]:
-    """All ``.nii``/``.nii.gz`` files below ``folder`` (recursive, sorted), skipping hidden names."""
-    found = []
-    for path in folder.rglob("*"):
-        rel_parts = path.relative_to(folder).parts
-        if any(part.startswith(".") for part in rel_parts) or not path.is_file():
+@dataclass(frozen=True)
+class UnreadableEntry:
+    """Something below a dataset root that cannot be read (it may hold cases); it becomes a failing case."""
+
+    path: Path
+    reason: str
+
+
+def _symlink_problem(path: Path) -> str:
+    """Why the symlink ``path`` cannot be followed: a loop or a missing target."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symlink loop"
+        return f"broken symlink (target {os.readlink(path)} does not exist)"
+    return "symlink"
+
+
+def _folder_key(path: Path) -> tuple[int, int]:
+    """Identity of the real folder behind ``path`` (device, inode)."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def scan_nifti_files(folder: Path) -> tuple[list[Path], list[UnreadableEntry]]:
+    """All ``.nii``/``.nii.gz`` files below ``folder`` (recursive, sorted, hidden names skipped) and what could
+    not be read there.
+
+    Folder symlinks are followed, each real folder once: a symlink back to a folder already listed (a loop) is
+    an unreadable entry, like a folder that cannot be listed (permission) and a symlink that cannot be followed
+    (broken or looping; it may have been a folder). A NIfTI-named symlink that cannot be followed is listed as
+    a file, so it pairs with its partner and loading the case names the problem.
+    """
+    folder = Path(folder)
+    files: list[Path] = []
+    unreadable: list[UnreadableEntry] = []
+    visited = {_folder_key(folder)}
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as err:
+            unreadable.append(UnreadableEntry(current, f"cannot list the folder ({err.strerror or err})"))
             continue
-        if path.name.lower().endswith(NIFTI_SUFFIXES):
-            found.append(path)
-    return sorted(found)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            is_nifti = entry.name.lower().endswith(NIFTI_SUFFIXES)
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+                key = _folder_key(path) if is_dir else None
+            except OSError as err:
+                if is_nifti and entry.is_symlink():
+                    files.append(path)  # loading the case says why it cannot be followed
+                else:
+                    unreadable.append(UnreadableEntry(path, f"cannot read it ({err.strerror or err})"))
+                continue
+            if is_dir:
+                if key in visited:
+                    target = os.path.realpath(path)
+                    unreadable.append(UnreadableEntry(path, f"symlink loop: it leads back to {target}, already listed"))
+                else:
+                    visited.add(key)
+                    pending.append(path)
+            elif is_file and is_nifti:
+                files.append(path)
+            elif entry.is_symlink():
+                if is_nifti:
+                    files.append(path)
+                else:
+                    unreadable.append(UnreadableEntry(path, _symlink_problem(path)))
+    return sorted(files), unreadable
 
 
 def nifti_suffix(path: Path) -> str:
@@ -111,29 +188,65 @@ class FolderSource(CaseSource):
         root: dataset folder.
         case_ids: keep only these case ids (ValueError if one is not found); None keeps all.
         label_scheme: numbering of the masks (``"ctspine1k"`` or ``"totalsegmentator"``).
+        ct_units: how the CT values are stored (:data:`~x2ct.io.ct_units.CT_UNITS`): ``"hu"`` (checked),
+            ``"hu_plus_1024"`` (converted), ``"auto"`` (either, decided per case) or ``"hu_unchecked"``.
     """
 
     def __init__(
-        self, root: str | Path, case_ids: Sequence[str] | None = None, label_scheme: str = "ctspine1k"
+        self,
+        root: str | Path,
+        case_ids: Sequence[str] | None = None,
+        label_scheme: str = "ctspine1k",
+        ct_units: str = CT_UNITS_HU,
     ) -> None:
         if label_scheme not in LABEL_SCHEMES:
             raise ValueError(f"unknown label_scheme {label_scheme!r}; expected one of {LABEL_SCHEMES}")
         if isinstance(case_ids, str):
             raise ValueError(f"case_ids must be a list of ids, got the string {case_ids!r}")
+        if ct_units not in CT_UNITS:
+            raise InvalidOptionError(f"source.ct_units must be one of {', '.join(CT_UNITS)}, got {ct_units!r}")
         self.root = Path(root).expanduser()
         self.case_ids = None if case_ids is None else [str(c) for c in case_ids]
         self.label_scheme = label_scheme
+        self.ct_units = ct_units
+        self._unreadable: list[UnreadableEntry] = []
 
     @abstractmethod
     def _discover(self) -> list[CaseRef]:
-        """All cases under the root, complete or not (unsorted)."""
+        """All cases under the root, complete or not (unsorted); list folders with :meth:`_nifti_files`."""
+
+    def _nifti_files(self, folder: Path) -> list[Path]:
+        """The NIfTI files below ``folder``; what cannot be read there is kept for :meth:`list_cases`."""
+        files, unreadable = scan_nifti_files(folder)
+        self._unreadable.extend(unreadable)
+        return files
+
+    def _keeps_unreadable(self, path: Path) -> bool:
+        """Whether an unreadable entry at ``path`` may hold cases this source is asked for (all by default)."""
+        return True
+
+    def _unreadable_refs(self) -> list[CaseRef]:
+        refs = []
+        for entry in self._unreadable:
+            if self._keeps_unreadable(entry.path):
+                case_id = safe_case_id(UNREADABLE_PREFIX, self._relative(entry.path) or "")
+                refs.append(CaseRef(case_id, entry.path, None, None, f"cannot read {entry.path}: {entry.reason}"))
+        return refs
 
     def list_cases(self) -> list[CaseRef]:
         """Sorted case refs (by id). Raises FileNotFoundError (root missing, nothing found) or ValueError
         (duplicate ids, unknown requested ids)."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.name} root folder not found: {self.root}")
-        refs = sorted(self._discover(), key=lambda ref: ref.case_id)
+        self._unreadable = []
+        try:
+            discovered = self._discover()
+        except FileNotFoundError as err:
+            if not self._unreadable:
+                raise
+            unread = preview_list(f"{e.path} ({e.reason})" for e in self._unreadable)
+            raise FileNotFoundError(f"{err}; could not read: {unread}") from err
+        refs = sorted(discovered + self._unreadable_refs(), key=lambda ref: ref.case_id)
         seen: dict[str, CaseRef] = {}
         for ref in refs:
             if ref.case_id in seen:
@@ -145,9 +258,10 @@ class FolderSource(CaseSource):
         if self.case_ids is not None:
             missing = [c for c in self.case_ids if c not in seen]
             if missing:
+                unread = self._unreadable and f"; could not read: {preview_list(e.path for e in self._unreadable)}"
                 raise ValueError(
                     f"{self.name}: requested case ids not found under {self.root}: {preview_list(missing)}; "
-                    f"available: {preview_list(seen)}"
+                    f"available: {preview_list(seen)}{unread or ''}"
                 )
             wanted = set(self.case_ids)
             refs = [ref for ref in refs if ref.case_id in wanted]
@@ -168,6 +282,7 @@ class FolderSource(CaseSource):
         return {
             "source": self.name,
             "label_scheme": self.label_scheme,
+            "ct_units": self.ct_units,
             "ct_file": self._relative(ref.ct_path),
             "mask_file": self._relative(ref.mask_path),
         }
@@ -181,12 +296,18 @@ class FolderSource(CaseSource):
             return Path(path).as_posix()
 
     def load(self, ref: CaseRef) -> Volume:
-        """Load one case as a canonical Volume with project labels; ``meta`` gains ``source`` and ``split``.
-        Raises CaseError for incomplete or broken cases."""
+        """Load one case as a canonical Volume in HU with project labels; ``meta`` gains ``source``, ``split``,
+        ``ct_units`` (``"hu"``, ``"hu_plus_1024->hu"`` or ``"hu_unchecked"``) and, when checked, the measured
+        ``ct_dark_level_hu`` and ``ct_bone_level_hu``. Raises CaseError for incomplete or broken cases, CT values
+        that are not HU (see ``ct_units``), a mask that covers no bone, or an implausible voxel or vertebra size."""
         if ref.problem:
             raise CaseError(f"case {ref.case_id!r}: {ref.problem}")
         vol = load_ct_and_mask(ref.ct_path, ref.mask_path, case_id=ref.case_id, label_scheme=self.label_scheme)
-        vol.meta.update(source=self.name, split=ref.split)
+        check_case_geometry(vol, str(ref.ct_path))
+        vol.hu, units, stats = to_hu(vol.hu, vol.labels, self.ct_units, str(ref.ct_path))
+        vol.meta.update(source=self.name, split=ref.split, ct_units=units)
+        if stats is not None:
+            vol.meta.update(ct_dark_level_hu=round(stats.dark_level, 1), ct_bone_level_hu=round(stats.bone_level, 1))
         return vol
 
 

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from x2ct.io.ct_units import CT_UNITS_HU
 from x2ct.io.nifti import nifti_stem
 from x2ct.sources.base import (
     CaseRef,
     FolderSource,
-    list_nifti_files,
     nifti_suffix,
     preview_list,
     require_complete,
@@ -102,6 +102,7 @@ class CTSpine1KSource(FolderSource):
         folder_pairs: (volume folder, label folder) relative paths tried in order.
         split_file: explicit ``data_split.txt``; by default searched in the root, ``raw_data/``, ``rawdata/``
             and next to the volume folder.
+        ct_units: see :class:`FolderSource`.
     """
 
     name = "ctspine1k"
@@ -116,8 +117,9 @@ class CTSpine1KSource(FolderSource):
         mask_suffix: str = "_seg",
         folder_pairs: Sequence[tuple[str, str]] = CTSPINE1K_FOLDER_PAIRS,
         split_file: str | Path | None = None,
+        ct_units: str = CT_UNITS_HU,
     ) -> None:
-        super().__init__(root, case_ids, label_scheme)
+        super().__init__(root, case_ids, label_scheme, ct_units)
         self.subsets = None if subset is None else [subset] if isinstance(subset, str) else list(subset)
         self.use_split = use_split
         self.mask_suffix = mask_suffix
@@ -152,7 +154,7 @@ class CTSpine1KSource(FolderSource):
     def _discover(self) -> list[CaseRef]:
         volume_dir, label_dir = self._folders()
         cts: dict[tuple[str, ...], Path] = {}
-        for path in list_nifti_files(volume_dir):
+        for path in self._nifti_files(volume_dir):
             stem = nifti_stem(path)
             if self.mask_suffix and stem.endswith(self.mask_suffix):
                 log.warning("%s: skipping mask-like file in the volume folder: %s", self.name, path)
@@ -160,7 +162,7 @@ class CTSpine1KSource(FolderSource):
             cts[(*path.relative_to(volume_dir).parent.parts, stem)] = path
         masks: dict[tuple[str, ...], Path] = {}
         if label_dir.is_dir():
-            for path in list_nifti_files(label_dir):
+            for path in self._nifti_files(label_dir):
                 stem = nifti_stem(path)
                 if not stem.endswith(self.mask_suffix):
                     log.warning("%s: ignoring %s (no %r suffix)", self.name, path, self.mask_suffix)
@@ -183,6 +185,16 @@ class CTSpine1KSource(FolderSource):
         if self.use_split:
             refs = self._apply_split(refs, volume_dir)
         return refs
+
+    def _keeps_unreadable(self, path: Path) -> bool:
+        """With a subset filter: only entries in an asked subset's folder (or above the subset folders)."""
+        if self.subsets is None:
+            return True
+        volume_dir, label_dir = self._folders()
+        for folder in (volume_dir, label_dir):
+            if path.is_relative_to(folder) and path != folder:
+                return path.relative_to(folder).parts[0].lower() in {s.lower() for s in self.subsets}
+        return True
 
     @staticmethod
     def _subset_of(ref: CaseRef, volume_dir: Path) -> str | None:

@@ -7,14 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from x2ct.io.ct_units import CT_UNITS_HU
 from x2ct.io.nifti import NIFTI_SUFFIXES
-from x2ct.sources.base import (
-    CaseRef,
-    FolderSource,
-    list_nifti_files,
-    require_complete,
-    safe_case_id,
-)
+from x2ct.sources.base import CaseRef, FolderSource, require_complete, safe_case_id
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ class PairsSource(FolderSource):
             ``labelsTr/*.nii.gz``). Files pair when they share the stem and the folders above the matched
             part. A file matching both patterns belongs to the more specific (longer) one. A ``.nii.gz`` or
             ``.nii`` ending matches both compressions.
-        case_ids, label_scheme: see :class:`FolderSource`. Case ids are the stem, prefixed by the folders
+        case_ids, label_scheme, ct_units: see :class:`FolderSource`. Case ids are the stem, prefixed by the folders
             above the matched part (joined by ``_``).
     """
 
@@ -78,8 +73,9 @@ class PairsSource(FolderSource):
         mask_pattern: str = "*_seg.nii.gz",
         case_ids: Sequence[str] | None = None,
         label_scheme: str = "ctspine1k",
+        ct_units: str = CT_UNITS_HU,
     ) -> None:
-        super().__init__(root, case_ids, label_scheme)
+        super().__init__(root, case_ids, label_scheme, ct_units)
         self.ct_pattern = _StemPattern.compile(ct_pattern)
         self.mask_pattern = _StemPattern.compile(mask_pattern)
         if ct_pattern == mask_pattern:
@@ -107,7 +103,7 @@ class PairsSource(FolderSource):
 
     def _discover(self) -> list[CaseRef]:
         found: dict[str, dict[tuple[str, ...], Path]] = {"ct": {}, "mask": {}}
-        for path in list_nifti_files(self.root):
+        for path in self._nifti_files(self.root):
             classified = self._classify(path.relative_to(self.root).parts)
             if classified is None:
                 continue

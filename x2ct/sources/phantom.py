@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from x2ct.io.ct_units import CT_UNITS_HU
 from x2ct.io.volume import Volume
 from x2ct.phantom import PhantomConfig, make_phantom, phantom_case_id, phantom_number
 from x2ct.sources.base import CaseRef, CaseSource
@@ -37,5 +38,8 @@ class PhantomSource(CaseSource):
         return {"source": self.name, "seed": self.seed, "phantom": asdict(self.phantom)}
 
     def load(self, ref: CaseRef) -> Volume:
+        """The phantom of ``ref`` (generated in HU: ``meta["ct_units"] = "hu"``)."""
         index = phantom_number(ref.case_id)
-        return make_phantom(phantom_case_seed(self.seed, index), self.phantom, case_id=ref.case_id)
+        vol = make_phantom(phantom_case_seed(self.seed, index), self.phantom, case_id=ref.case_id)
+        vol.meta["ct_units"] = CT_UNITS_HU
+        return vol

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from x2ct.io.ct_units import CT_UNITS_HU
 from x2ct.io.nifti import nifti_stem
-from x2ct.sources.base import CaseRef, FolderSource, list_nifti_files, require_complete, safe_case_id
+from x2ct.sources.base import CaseRef, FolderSource, require_complete, safe_case_id
 
 VERSE_CT_SUFFIX = "_ct"
 VERSE_MASK_SUFFIX = "_seg-vert_msk"
@@ -42,8 +43,9 @@ class VerseSource(FolderSource):
         label_scheme: str = "ctspine1k",
         ct_suffix: str = VERSE_CT_SUFFIX,
         mask_suffix: str = VERSE_MASK_SUFFIX,
+        ct_units: str = CT_UNITS_HU,
     ) -> None:
-        super().__init__(root, case_ids, label_scheme)
+        super().__init__(root, case_ids, label_scheme, ct_units)
         self.ct_suffix = ct_suffix
         self.mask_suffix = mask_suffix
 
@@ -66,7 +68,7 @@ class VerseSource(FolderSource):
         found: dict[str, Path] = {}
         if not folder.is_dir():
             return found
-        for path in list_nifti_files(folder):
+        for path in self._nifti_files(folder):
             stem = nifti_stem(path)
             if stem.endswith(suffix):
                 key = stem[: -len(suffix)]
