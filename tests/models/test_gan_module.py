@@ -77,6 +77,22 @@ def test_one_step_updates_both_networks_and_d_step_leaves_g_alone(
     assert trainer.global_step == 2  # one batch = two optimizer steps
 
 
+def test_without_adversarial_weight_the_discriminator_is_neither_run_nor_stepped(
+    data_root: Path, tiny_module: Callable[..., X2CTGANModule], tmp_path: Path
+) -> None:
+    module = tiny_module(loss={"adversarial": 0.0})
+    d_before = [p.detach().clone() for p in module.discriminator.parameters()]
+    calls: list[int] = []
+    module.discriminator.register_forward_hook(lambda *_: calls.append(1))
+    recorder = StepRecorder()
+    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0, callbacks=[recorder])
+    trainer.fit(module, datamodule=X2CTDataModule(data_root, cube=CUBE, val_fraction=0.0))
+    optimizers = [step["optimizer"] for step in recorder.steps if "optimizer" in step]
+    assert optimizers == [0, 0]  # two batches, one generator step each: global_step counts G steps only
+    assert not calls
+    assert all(torch.equal(a, p) for a, p in zip(d_before, module.discriminator.parameters(), strict=True))
+
+
 def test_official_learning_rate_policy() -> None:
     policy = official_lr_lambda(50, 50)
     assert [policy(i) for i in (0, 47, 48)] == [1.0, 1.0, 1.0]  # epochs 1-49 constant

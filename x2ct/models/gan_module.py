@@ -212,8 +212,10 @@ class X2CTGANModule(L.LightningModule):
         return [opt_g, opt_d], schedulers
 
     def on_train_epoch_end(self) -> None:
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
+        scheduler_g, scheduler_d = self.lr_schedulers()
+        scheduler_g.step()
+        if self.loss_weights.adversarial > 0:  # D's optimizer never steps without the adversarial term
+            scheduler_d.step()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.hparams.gradient_clip_norm is not None:
@@ -245,16 +247,25 @@ class X2CTGANModule(L.LightningModule):
         opt_g, opt_d = self.optimizers()
         real = batch["ct"]
         fake = self(batch["xray1"], batch["xray2"], **geometry_of(batch))
+        # With adversarial weight 0 the discriminator has no effect on G: neither its forward nor its step is run.
+        adversarial = self.loss_weights.adversarial > 0
 
         with self.toggled_optimizer(opt_g):
+            fake_logits = self.discriminate(fake, batch) if adversarial else None
             g_terms = generator_loss_terms(
-                self.discriminate(fake, batch), fake, real, self.loss_weights, list(geometry_of(batch).values())
+                fake_logits, fake, real, self.loss_weights, list(geometry_of(batch).values())
             )
             opt_g.zero_grad(set_to_none=True)
             if self._finite_or_handle(g_terms, "generator", batch):
                 self.manual_backward(g_terms["total"])
                 opt_g.step()
+        d_terms = self._discriminator_step(opt_d, real, fake, batch) if adversarial else {}
+        self._log_training_terms(g_terms, d_terms, real.shape[0])
 
+    def _discriminator_step(
+        self, opt_d: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor, batch: Mapping[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """One LSGAN step of D on ``real`` and the detached ``fake``; returns its weighted terms."""
         with self.toggled_optimizer(opt_d):
             d_terms = discriminator_loss_terms(
                 self.discriminate(real, batch),
@@ -265,8 +276,11 @@ class X2CTGANModule(L.LightningModule):
             if self._finite_or_handle(d_terms, "discriminator", batch):
                 self.manual_backward(d_terms["total"])
                 opt_d.step()
+        return d_terms
 
-        batch_size = real.shape[0]
+    def _log_training_terms(
+        self, g_terms: dict[str, torch.Tensor], d_terms: dict[str, torch.Tensor], batch_size: int
+    ) -> None:
         logged = {f"train/g_{k}": v.detach() for k, v in g_terms.items() if k != "total"}
         logged |= {f"train/d_{k}": v.detach() for k, v in d_terms.items()}
         self.log_dict(logged, on_step=True, on_epoch=True, batch_size=batch_size, sync_dist=True)

@@ -119,7 +119,7 @@ class LossWeights:
 
 
 def generator_loss_terms(
-    fake_logits: torch.Tensor,
+    fake_logits: torch.Tensor | None,
     fake: torch.Tensor,
     real: torch.Tensor,
     weights: LossWeights,
@@ -127,9 +127,12 @@ def generator_loss_terms(
 ) -> dict[str, torch.Tensor]:
     """Weighted generator terms ``adversarial``, ``reconstruction``, ``projection`` (and ``reprojection`` when its
     weight is positive: then ``projections`` are the input views' (N, 3, 4) matrices, the lateral one last) and their
-    ``total``."""
+    ``total``. ``fake_logits`` may be None only when the adversarial weight is 0 (no discriminator is run)."""
+    if fake_logits is None and weights.adversarial > 0:
+        raise ValueError("the adversarial term needs the discriminator's logits of the fake volume")
+    adversarial = fake.new_zeros(()) if fake_logits is None else lsgan_loss(fake_logits, target_is_real=True)
     terms = {
-        "adversarial": weights.adversarial * lsgan_loss(fake_logits, target_is_real=True),
+        "adversarial": weights.adversarial * adversarial,
         "reconstruction": weights.reconstruction * reconstruction_loss(fake, real, weights.reconstruction_kind),
         "projection": weights.projection * projection_loss(fake, real),
     }
