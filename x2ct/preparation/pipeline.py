@@ -53,6 +53,7 @@ MANIFEST_FIELDS = (
     "spacing_mm",
     "levels",
     "seconds",
+    "ct_units",
 )
 STATUS_OK = "ok"
 STATUS_EXISTS = "exists"
@@ -131,6 +132,7 @@ class CaseResult:
     spacing_mm: str = ""
     levels: str = ""
     seconds: float = 0.0
+    ct_units: str = ""  # how the source read the CT values: "hu", "hu_plus_1024->hu", "hu_unchecked" (meta)
     dataset_split: str | None = field(default=None, repr=False)
 
 
@@ -249,6 +251,7 @@ class CaseProcessor:
             result.shape = "x".join(str(n) for n in volume.shape)
             result.spacing_mm = "x".join(f"{s:.4g}" for s in volume.spacing)
             result.levels = " ".join(level_names(_present_levels(volume)))
+            result.ct_units = str(volume.meta.get("ct_units", ""))
         except (CaseError, FileNotFoundError, OSError, ValueError) as err:
             result.status = STATUS_FAILED
             result.reason = f"{type(err).__name__}: {err}"
