@@ -68,3 +68,37 @@ def test_bad_inputs_get_rows_and_ct_units_auto_converts(
     good, raw = (read_triplet(triplet_path(out_dir, case_id)) for case_id in ("good", "raw"))
     np.testing.assert_allclose(raw.ct_hu_plus_1024, good.ct_hu_plus_1024, atol=1.0)
     np.testing.assert_array_equal(raw.xray1, good.xray1)
+
+
+def test_dataset_split_run_goes_on_past_unreadable_entries(
+    tmp_path: Path,
+    compose_config: Callable[..., Any],
+    tiny_prepare_overrides: tuple[str, ...],
+    tiny_spine_ct: Callable[..., Any],
+    write_nifti_pair: Callable[..., tuple[Path, Path]],
+) -> None:
+    """With the dataset's own split, a folder symlink loop (no split of its own) is a failing row, not the end."""
+    spine = tiny_spine_ct()
+    volumes, labels = tmp_path / "ctspine1k/volumes/COLONOG", tmp_path / "ctspine1k/labels/COLONOG"
+    labels.mkdir(parents=True)
+    for stem in ("a", "b"):
+        ct, mask = write_nifti_pair(volumes, stem, np.rint(spine.hu), spine.labels, spine.affine)
+        os.replace(ct, volumes / f"{stem}.nii.gz")
+        os.replace(mask, labels / f"{stem}_seg.nii.gz")
+    os.symlink("..", volumes / "loop")
+    (tmp_path / "ctspine1k/data_split.txt").write_text("trainset:\na.nii.gz\ntest_public:\nb.nii.gz\n")
+    out_dir = tmp_path / "out"
+    overrides = [
+        *tiny_prepare_overrides,
+        "source=ctspine1k",
+        f"source.root={tmp_path / 'ctspine1k'}",
+        "split.use_dataset_split=true",
+        f"out_dir={out_dir}",
+    ]
+    assert prepare_from_config(compose_config("prepare", overrides), progress=False) == 1
+    rows = {row["case_id"]: row for row in read_manifest(out_dir / "manifest.csv")}
+    assert {case_id: (row["status"], row["split"]) for case_id, row in rows.items()} == {
+        "COLONOG_a": ("ok", "train"),
+        "COLONOG_b": ("ok", "test"),
+        "unreadable_volumes_COLONOG_loop": ("failed", ""),
+    }

@@ -407,7 +407,8 @@ def run_prepare(
     if len(set(ids)) != len(ids):
         raise ValueError(f"the source lists duplicate case ids: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
     if settings.use_dataset_split:
-        unsplit = [r.case_id for r in refs if r.split not in ("train", "test")]
+        # a case that will fail anyway (unpaired, unreadable) needs no split: it gets its manifest row
+        unsplit = [r.case_id for r in refs if r.problem is None and r.split not in ("train", "test")]
         if unsplit:
             raise InvalidOptionError(
                 f"split.use_dataset_split=true but the source gives no split for {unsplit[:5]} ({len(unsplit)} cases)"
