@@ -14,11 +14,12 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule, Trainer
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, SequentialSampler
 
 from tests.support.marked_cases import CUBE, write_prepared_folder
 from x2ct.config_dir import CONFIG_DIR
 from x2ct.data.datamodule import X2CTDataModule, holdout_split, read_case_list
+from x2ct.data.epoch_sampler import EpochSampler
 from x2ct.drr import ViewSpec, projection_matrix
 
 TRAIN_IDS = [f"train_{i:02d}" for i in range(10)]
@@ -133,7 +134,7 @@ def test_loader_settings(root: Path) -> None:
         module.test_dataloader(),
         module.predict_dataloader(),
     )
-    assert isinstance(train.sampler, RandomSampler) and not train.drop_last
+    assert isinstance(train.sampler, EpochSampler) and not train.drop_last  # shuffled per (seed, epoch)
     assert isinstance(val.sampler, SequentialSampler) and isinstance(test.sampler, SequentialSampler)
     assert train.batch_size == 4 and len(train) == 3  # 9 cases, last batch of 1 kept
     assert not train.persistent_workers  # only with num_workers > 0
@@ -233,11 +234,13 @@ def test_hydra_config_lists_every_argument_with_its_default(root: Path) -> None:
     arguments = {name: p.default for name, p in parameters.items() if name != "self"}
     assert set(config) - {"_target_", "_convert_"} == set(arguments)
     assert config.root == "data/phantoms"
+    run_seed = {"shuffle_seed": "${seed}"}  # follows the run's seed (resolved in the train config)
+    assert {name: config._get_node(name)._value() for name in run_seed} == run_seed
     for name, default in arguments.items():
-        if default is not inspect.Parameter.empty:
+        if default is not inspect.Parameter.empty and name not in run_seed:
             value = OmegaConf.to_object(config[name]) if OmegaConf.is_config(config[name]) else config[name]
             assert value == (list(default) if isinstance(default, tuple) else default), name
-    config.root, config.cube = str(root), CUBE
+    config.root, config.cube, config.shuffle_seed = str(root), CUBE, 0
     config.augment = {"flip_lr": 0.5, "xray_gamma": [0.8, 1.2]}
     module = instantiate(config)
     assert isinstance(module, X2CTDataModule) and module.n_test == len(TEST_IDS)

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from x2ct.data.augment import AugmentConfig
 from x2ct.data.dataset import X2CTDataset, lateral_angle_range_or_none
+from x2ct.data.epoch_sampler import EpochSampler
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow
 from x2ct.errors import InputNotFoundError, InvalidOptionError
 from x2ct.io.hdf5 import lateral_key
@@ -100,6 +102,12 @@ class X2CTDataModule(LightningDataModule):
         train_lateral_angles: ``[low, high]`` degrees for angle-randomized training: each training item's lateral
             view is drawn among the views its file stores in that range (see :class:`X2CTDataset`); validation,
             test and predict keep ``lateral_angle``. None: every split uses ``lateral_angle``.
+        shuffle_seed: seed of the training order and of each training item's random draws (augmentation, lateral
+            angle), both derived per epoch from ``(shuffle_seed, epoch)`` (see :mod:`x2ct.data.epoch_sampler`), so a
+            run resumed from a checkpoint sees the data the uninterrupted run saw (``x2ct-train``: the run's ``seed``).
+
+    Resuming: the data module's ``state_dict`` records how many batches of the current epoch were trained when a
+    checkpoint is saved in the middle of an epoch; a run resumed from it skips them and goes on with the next one.
     """
 
     def __init__(
@@ -120,6 +128,7 @@ class X2CTDataModule(LightningDataModule):
         test_list: str = "test.txt",
         val_list: str | None = None,
         train_lateral_angles: Sequence[float] | None = None,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -139,6 +148,7 @@ class X2CTDataModule(LightningDataModule):
             raise InvalidOptionError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         self.val_fraction = float(val_fraction)
         self.seed = int(seed)
+        self.shuffle_seed = int(shuffle_seed)
         self.window = CTWindow.from_pair(ct_window_hu)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers)
@@ -154,6 +164,7 @@ class X2CTDataModule(LightningDataModule):
         self.train_set: X2CTDataset | None = None
         self.val_set: X2CTDataset | None = None
         self.test_set: X2CTDataset | None = None
+        self._resume_position: tuple[int, int] | None = None  # (epoch, training samples already seen in it)
 
     # ------------------------------------------------------------------------------------------ splits
 
@@ -218,6 +229,7 @@ class X2CTDataModule(LightningDataModule):
             ct_window_hu=(self.window.low_hu, self.window.high_hu),
             augment=augment,
             lateral_angle_range=angle_range,
+            seed=self.shuffle_seed,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -234,34 +246,66 @@ class X2CTDataModule(LightningDataModule):
 
     # ------------------------------------------------------------------------------------------ loaders
 
-    def _loader(self, dataset: X2CTDataset | None, shuffle: bool, stage: str) -> DataLoader:
+    def _loader(self, dataset: X2CTDataset | None, stage: str, sampler: EpochSampler | None = None) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"the {stage} dataset is not built: call setup({stage!r}) first")
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=False,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
+            # the loader's own generator: drawing worker seeds leaves the global torch stream (dropout) alone
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, stage="fit")
+        """Shuffled training batches: an :class:`EpochSampler` over this rank's share (Lightning sets its epoch)."""
+        if self.train_set is None:
+            return self._loader(None, stage="fit")
+        trainer = self.trainer
+        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochSampler(self.train_set, seed=self.shuffle_seed, num_replicas=world_size, rank=rank)
+        if self._resume_position is not None:
+            sampler.skip_in_epoch(*self._resume_position)
+            self._resume_position = None
+        return self._loader(self.train_set, stage="fit", sampler=sampler)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """The validation loader, or an empty list (Lightning then skips validation) when no case is held out
         (``val_fraction=0`` or a single training case)."""
         if self.val_set is None and not self.splits.val:
             return []
-        return self._loader(self.val_set, shuffle=False, stage="validate")
+        return self._loader(self.val_set, stage="validate")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False, stage="test")
+        return self._loader(self.test_set, stage="test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False, stage="predict")
+        return self._loader(self.test_set, stage="predict")
+
+    # ----------------------------------------------------------------------------------------- resuming
+
+    def state_dict(self) -> dict[str, int]:
+        """Saved with every checkpoint: ``{"epoch", "batches_done"}`` when it is saved in the middle of a training
+        epoch (after ``batches_done`` batches of epoch ``epoch``), else empty."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        loop = trainer.fit_loop
+        batches_done = loop.epoch_loop.batch_progress.current.processed
+        if not 0 < batches_done < trainer.num_training_batches:
+            return {}
+        return {"epoch": loop.epoch_progress.current.processed, "batches_done": batches_done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Remember a mid-epoch position: the next training loader skips the samples already trained on."""
+        if state_dict:
+            samples = int(state_dict["batches_done"]) * self.batch_size
+            self._resume_position = (int(state_dict["epoch"]), samples)
 
 
 def _positive_int(value: Any, name: str) -> int:

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from x2ct.data.augment import AugmentConfig, TripletAugmenter
+from x2ct.data.epoch_sampler import EpochIndex
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, normalize_ct, normalize_xray
 from x2ct.drr.projection import triplet_projection_matrices
 from x2ct.errors import InputNotFoundError, InvalidOptionError
@@ -27,6 +28,7 @@ from x2ct.io.hdf5 import (
     read_triplet,
     stored_lateral_angles,
 )
+from x2ct.utils.seeding import ITEM_STREAM, derived_seed
 
 Sample = dict[str, Any]
 TORCH_SEED_MODULUS = 2**63  # keeps a derived seed inside the range torch.Generator.manual_seed accepts
@@ -62,6 +64,11 @@ class X2CTDataset(Dataset[Sample]):
             ``xray2`` is drawn uniformly among the lateral views its file stores within the range (inclusive),
             with the same seeded per-process generator as the augmentation, and its ``proj_xray2`` follows the
             drawn view; ``lateral_angle`` is then unused. Evaluation datasets keep a fixed angle.
+        seed: seed of the per-item draws of items indexed by an :class:`~x2ct.data.epoch_sampler.EpochIndex`
+            (what the training loader's sampler yields): such an item draws its augmentation and lateral angle
+            from a generator seeded by ``(seed, epoch, index)`` (plus ``augment_seed_offset``), whatever process
+            reads it, so a resumed run repeats the uninterrupted run's draws. A plain integer index draws from the
+            process's generator (see :meth:`_process_generator`).
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class X2CTDataset(Dataset[Sample]):
         augment: AugmentConfig | None = None,
         augment_seed_offset: int = 0,
         lateral_angle_range: Sequence[float] | None = None,
+        seed: int = 0,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -97,6 +105,7 @@ class X2CTDataset(Dataset[Sample]):
         self.augment = augment if augment is not None and not augment.is_identity else None
         self._augmenter = TripletAugmenter(self.augment) if self.augment is not None else None
         self.augment_seed_offset = int(augment_seed_offset)
+        self.seed = int(seed)
         self._generator: torch.Generator | None = None
         self._generator_pid: int | None = None
         self.lateral_angle_range = lateral_angle_range_or_none(lateral_angle_range)
@@ -111,11 +120,15 @@ class X2CTDataset(Dataset[Sample]):
         """The triplet file of ``case_id``."""
         return self.root / case_id / TRIPLET_FILENAME
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int | EpochIndex) -> Sample:
+        generator = None
+        if isinstance(index, EpochIndex):
+            generator = self._item_generator(index)
+            index = index.index
         case_id = self.case_ids[index]
         path = self.path_of(case_id)
         try:
-            triplet = read_triplet(path, self._lateral_angle_of(case_id, path))
+            triplet = read_triplet(path, self._lateral_angle_of(case_id, path, generator))
         except TripletFileError as error:
             raise type(error)(f"case {case_id!r}: {error}") from error
         proj_xray1, proj_xray2 = self._projection_matrices(case_id, triplet, path)
@@ -128,10 +141,17 @@ class X2CTDataset(Dataset[Sample]):
             "case_id": case_id,
         }
         if self._augmenter is not None:
-            sample = self._augmenter(sample, self._process_generator())
+            sample = self._augmenter(sample, generator if generator is not None else self._process_generator())
         return sample
 
-    def _lateral_angle_of(self, case_id: str, path: Path) -> float:
+    def _item_generator(self, item: EpochIndex) -> torch.Generator:
+        """The generator of one item of one epoch, seeded by ``(seed, epoch, index)`` and ``augment_seed_offset``."""
+        seed = (
+            derived_seed(ITEM_STREAM, self.seed, item.epoch, item.index) + self.augment_seed_offset
+        ) % TORCH_SEED_MODULUS
+        return torch.Generator().manual_seed(seed)
+
+    def _lateral_angle_of(self, case_id: str, path: Path, generator: torch.Generator | None = None) -> float:
         """The fixed ``lateral_angle``, or (angle-randomized) a draw among the case's stored views in range."""
         if self.lateral_angle_range is None:
             return self.lateral_angle
@@ -145,7 +165,11 @@ class X2CTDataset(Dataset[Sample]):
                 )
             self._stored_angles[case_id] = in_range
         choices = self._stored_angles[case_id]
-        index = int(torch.randint(len(choices), (1,), generator=self._process_generator()))
+        index = int(
+            torch.randint(
+                len(choices), (1,), generator=generator if generator is not None else self._process_generator()
+            )
+        )
         return choices[index]
 
     def _projection_matrices(self, case_id: str, triplet: Triplet, path: Path) -> tuple[np.ndarray, np.ndarray]:
