@@ -233,11 +233,33 @@ def load_x2ct_checkpoint(path: str | Path, device: str | torch.device = "cpu") -
             f"{file}: the X2CT-GAN cannot be rebuilt from its hyper-parameters and weights: "
             f"{type(error).__name__}: {error}"
         ) from error
+    use_generator_ema(model, checkpoint, file)
     model.eval().to(target)
     generator_cube = getattr(model.generator, "cube", None)
     settings = data_settings(checkpoint, file, int(generator_cube) if generator_cube is not None else None)
     datamodule_params = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     return LoadedCheckpoint(model=model, data=settings, path=file, device=target, datamodule_params=datamodule_params)
+
+
+# ------------------------------------------------------------------------ EMA of the generator (callbacks=ema)
+GENERATOR_EMA_KEY = "generator_ema"  # top-level key: {name: tensor} with the keys of model.generator.state_dict()
+
+
+def use_generator_ema(model: X2CTGANModule, checkpoint: Mapping[str, Any], file: Path) -> bool:
+    """Load the checkpoint's ``generator_ema`` (the EMA of the generator's weights, written by
+    :class:`x2ct.callbacks.ema.GeneratorEMA`) into ``model.generator`` when there is one, and log that it did;
+    returns whether it did. CheckpointError when its keys or shapes do not match the generator."""
+    ema = checkpoint.get(GENERATOR_EMA_KEY)
+    if not ema:
+        return False
+    if not _looks_like_state_dict(ema):
+        raise CheckpointError(f"{file}: {GENERATOR_EMA_KEY} is not a state dict of tensors")
+    try:
+        model.generator.load_state_dict(ema, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{file}: {GENERATOR_EMA_KEY} does not fit the generator: {error}") from error
+    log.info("%s: using the EMA of the generator's weights (%s)", file, GENERATOR_EMA_KEY)
+    return True
 
 
 def training_data_info(settings: DataSettings) -> TrainingDataInfo | None:
