@@ -24,13 +24,14 @@ from x2ct.preparation.xray_preprocess import PaperPreprocessConfig
 from x2ct.train import instantiate_group
 
 CONF = Path(CONFIG_DIR)
-PRIMARY = ("train", "eval", "prepare", "predict")
+PRIMARY = ("train", "eval", "prepare", "predict", "export")
 # Overrides that the command line must give (the configs mark them ???).
 REQUIRED = {
     "train": [],
     "eval": ["ckpt_path=model.ckpt"],
     "prepare": [],
     "predict": ["ckpt_path=model.ckpt", "ap=ap.png", "lateral=lateral.png", "out=ct.nii.gz"],
+    "export": ["ckpt_path=model.ckpt", "out=shared_model"],
 }
 PREPARE_GROUPS = ("source", "volume", "drr", "xray")
 OPTIONAL_PLUGINS = {  # config group option -> the Hydra plugin it needs (the `slurm` / `optuna` extras)
@@ -133,6 +134,8 @@ def test_training_configs_build_data_and_model_at_a_tiny_size(
     with torch.no_grad():
         fake = model.eval().reconstruct_batch(batch)
     assert fake.shape == batch["ct"].shape
+    optimizers, _ = model.configure_optimizers()  # built through the allow-list, like the networks
+    assert len(optimizers) == 2
     assert instantiate_group(cfg.get("callbacks"))
     for key in ("optimized_metric", "tags", "group"):
         assert OmegaConf.select(cfg, key) is not None, key

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from x2ct.cli import report_user_errors, run_console_script
 from x2ct.config_dir import CONFIG_DIR
+from x2ct.inference.checkpoint import read_checkpoint
 from x2ct.utils.precision import FP32, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams({"config": config})
     try:
         if cfg.train:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            resume = cfg.get("ckpt_path")
+            if resume:  # refuses pickled code and configs off the allow-list before Lightning reads the file
+                read_checkpoint(resume)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         best = best_checkpoint(trainer)
         if cfg.get("test"):

@@ -60,10 +60,11 @@ HPARAM_ROLES: dict[str, str] = {
     "optimizer_g": OPTIMIZER,
     "optimizer_d": OPTIMIZER,
 }
-# torch.load(weights_only=True) refusing a pickled callable names it: "Unsupported global: GLOBAL module.name"
-# (an import) or "Trying to call reduce for unrecognized function <name>" (a call). Other weights-only failures
-# (e.g. "Unsupported operand") come from files that are not pickles at all.
-_REFUSED_CALLABLE = re.compile(r"Unsupported global: GLOBAL\s+([\w.]+)|reduce for unrecognized function\s+(\S+)")
+# torch.load(weights_only=True) refusing a pickled callable names it: "Unsupported global: GLOBAL module.name" or
+# "unsupported GLOBAL posix.mkdir whose module posix is blocked" (an import), "Trying to call reduce for
+# unrecognized function <name>" (a call). Other weights-only failures (e.g. "Unsupported operand") come from files
+# that are not pickles at all.
+_REFUSED_CALLABLE = re.compile(r"GLOBAL\s+([\w.]+)|reduce for unrecognized function\s+(\S+)")
 
 
 class DisallowedTargetError(UserError, ValueError):
@@ -108,7 +109,7 @@ def check_config(spec: Any, role: str, key: str, source: str | PathLike | None =
     plain = plain_config(spec)
     where = _prefix(source)
     if not isinstance(plain, Mapping) or TARGET_KEY not in plain:
-        raise DisallowedTargetError(f"{where}{key} is not a {role} config (no {TARGET_KEY} entry): {plain!r:.120}")
+        raise DisallowedTargetError(f"{where}{key} does not build the {role} (no {TARGET_KEY} entry): {plain!r:.120}")
     for path, value in _walk(plain, key):
         if isinstance(value, str) and INTERPOLATION_START in value:
             raise DisallowedTargetError(f"{where}{path} holds an unresolved interpolation {value!r:.80}: refused")
