@@ -1,4 +1,5 @@
-"""Exports of predicted volumes for other software: bone surface meshes (binary STL)."""
+"""Exports for other software: bone surface meshes of predicted volumes (binary STL, :mod:`.mesh`) and model
+folders to share that load without pickle (:mod:`.shared_model`, ``x2ct-export``)."""
 
 from __future__ import annotations
 
