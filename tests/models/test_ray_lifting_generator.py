@@ -134,3 +134,24 @@ def test_ray_conditioned_discriminator_matches_the_axis_copy_for_aligned_views()
     assert not torch.allclose(expected, turned, atol=1e-4)
     with pytest.raises(ValueError, match="proj_xray1"):
         rays(ct, batch["xray1"], batch["xray2"])
+
+
+@pytest.mark.parametrize("top_down", [False, True])
+def test_top_down_encoder_gives_fine_features_the_whole_image_as_context(top_down: bool) -> None:
+    from x2ct.models.ray_lifting_generator import ViewEncoder2D
+
+    torch.manual_seed(0)
+    encoder = ViewEncoder2D((4, 8, 8, 8), convs_per_level=1, top_down=top_down).eval()
+    for name, module in list(encoder.named_modules()):  # instance norm mixes the whole image: take it out
+        if isinstance(module, torch.nn.InstanceNorm2d):
+            parent, _, child = name.rpartition(".")
+            setattr(encoder.get_submodule(parent), child, torch.nn.Identity())
+    image = torch.rand(1, 1, 32, 32)
+    changed = image.clone()
+    changed[..., 16:, 16:] += 1.0  # far outside the few-pixel reach of the fine bottom-up convs at [0, 0]
+    with torch.no_grad():
+        before, after = encoder(image), encoder(changed)
+    assert [f.shape[-1] for f in after] == [32, 16, 8, 4]
+    assert [f.shape[1] for f in after] == [4, 8, 8, 8]
+    corner_moved = not torch.allclose(before[0][..., :4, :4], after[0][..., :4, :4])
+    assert corner_moved == top_down

@@ -7,6 +7,7 @@ view's features there (:mod:`x2ct.models.ray_lifting`), so it follows cone beams
 Data flow for ``L + 1`` levels (level 0 = full resolution, level l = cube / 2**l)::
 
     each view image (N, 1, S, S) --shared 2D encoder--> features F_l (N, c_l, S / 2**l, S / 2**l), l = 0..L
+    (optionally refined coarse to fine, F_l <- conv([F_l, up(F_{l+1})]): a 2D U-Net, encoder_top_down)
     F_l --1x1 conv--> (N, k_l, ...) --lift through P_view--> (N, k_l, g_l, g_l, g_l)  (g_l = cube / 2**l)
     fuse over views: mean and variance -> (N, 2 k_l, g_l^3)
     level L:   x = ConvBlock3D(fused_L)                                      -> (N, d_L, g_L^3)
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -41,10 +43,14 @@ OUTPUT_ACTIVATIONS: tuple[str, ...] = ("relu", "none")
 class ViewEncoder2D(nn.Module):
     """``(N, 1, S, S) -> [F_0, ..., F_L]``, ``F_l`` of shape ``(N, channels[l], S / 2**l, S / 2**l)``.
 
-    Level 0: two 3x3 ``Conv -> IN -> ReLU``; level l > 0: a stride-2 one, then ``convs_per_level - 1`` more.
+    Bottom-up: level 0 has ``convs_per_level`` 3x3 ``Conv -> IN -> ReLU``; level l > 0 a stride-2 one, then
+    ``convs_per_level - 1`` more. With ``top_down`` (a 2D U-Net), the levels are then refined from coarse to fine:
+    ``F_l <- ConvNormAct([F_l, up(F_{l+1})])``, so that the fine features, which are lifted at the fine 3D scales,
+    also know the context of the whole image (for example whether a pixel lies inside a vertebral body's shadow)
+    instead of only a few pixels around it.
     """
 
-    def __init__(self, channels: Sequence[int], convs_per_level: int = 2) -> None:
+    def __init__(self, channels: Sequence[int], convs_per_level: int = 2, top_down: bool = False) -> None:
         super().__init__()
         if convs_per_level < 1:
             raise ValueError(f"convs_per_level must be >= 1, got {convs_per_level}")
@@ -57,6 +63,15 @@ class ViewEncoder2D(nn.Module):
             levels.append(nn.Sequential(*layers))
             previous = width
         self.levels = nn.ModuleList(levels)
+        widths = [int(c) for c in channels]
+        self.refiners = (
+            nn.ModuleList(
+                ConvNormAct(2, widths[level] + widths[level + 1], widths[level], CONV_KERNEL)
+                for level in range(len(widths) - 1)
+            )
+            if top_down
+            else None
+        )
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -64,6 +79,10 @@ class ViewEncoder2D(nn.Module):
         for level in self.levels:
             x = level(x)
             features.append(x)
+        if self.refiners is not None:
+            for level in range(len(features) - 2, -1, -1):
+                coarse = F.interpolate(features[level + 1], size=features[level].shape[-2:], mode="bilinear")
+                features[level] = self.refiners[level](torch.cat((features[level], coarse), dim=1))
         return features
 
 
@@ -99,6 +118,8 @@ class RayLiftingGenerator(nn.Module):
         decoder_channels: 3D decoder widths, fine to coarse.
         decoder_convs: convs per 3D level, fine to coarse.
         encoder_convs: convs per 2D encoder level.
+        encoder_top_down: refine the 2D features from coarse to fine (a 2D U-Net per view, see
+            :class:`ViewEncoder2D`) before lifting.
         fusion: ``"mean_var"`` (mean and variance over views) or ``"mean"``.
         lift_raw_xrays: also lift the raw images at full resolution as decoder input channels.
         shared_encoder: one 2D encoder for all views (True) or one per view.
@@ -121,6 +142,7 @@ class RayLiftingGenerator(nn.Module):
         decoder_channels: Sequence[int] = (16, 32, 64, 128, 256),
         decoder_convs: Sequence[int] = (2, 2, 2, 2, 2),
         encoder_convs: int = 2,
+        encoder_top_down: bool = False,
         fusion: str = "mean_var",
         lift_raw_xrays: bool = True,
         shared_encoder: bool = True,
@@ -155,7 +177,9 @@ class RayLiftingGenerator(nn.Module):
         self.grid_cache = SamplingGridCache(grid_cache_size)
 
         encoder_names = ("shared",) if shared_encoder else self.views
-        self.encoders = nn.ModuleDict({n: ViewEncoder2D(encoder_channels, encoder_convs) for n in encoder_names})
+        self.encoders = nn.ModuleDict(
+            {n: ViewEncoder2D(encoder_channels, encoder_convs, encoder_top_down) for n in encoder_names}
+        )
         self.reducers = nn.ModuleList(
             conv_layer(2, int(c), int(r), kernel_size=1) for c, r in zip(encoder_channels, lifted_channels, strict=True)
         )
