@@ -21,6 +21,7 @@ from x2ct.data.datamodule import X2CTDataModule
 from x2ct.data.normalization import ct_to_hu, resampled_spacing
 from x2ct.evaluation.writers import RANKING_METRIC, write_figures, write_outputs
 from x2ct.inference.checkpoint import load_x2ct_checkpoint
+from x2ct.inference.data_mismatch import evaluation_description, training_description, warn_data_mismatches
 from x2ct.io.hdf5 import read_spacing
 from x2ct.io.nifti import save_volume_nifti
 from x2ct.io.volume import Volume, canonical_affine
@@ -62,7 +63,9 @@ def load_checkpoint(
     if "root" not in params:
         raise ValueError(f"{ckpt_path} does not say which data it was trained on: pass data.root=...")
     params["num_workers"] = 0
-    return loaded.model, X2CTDataModule(**params)
+    datamodule = X2CTDataModule(**params)
+    warn_data_mismatches(training_description(loaded), evaluation_description(datamodule))  # once per run
+    return loaded.model, datamodule
 
 
 def evaluation_set(datamodule: X2CTDataModule, split: str) -> Any:

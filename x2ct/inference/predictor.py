@@ -29,6 +29,7 @@ import torch
 
 from x2ct.data.normalization import ct_to_hu, normalize_xray
 from x2ct.inference.checkpoint import DataSettings, load_x2ct_checkpoint
+from x2ct.inference.data_mismatch import prediction_description, training_description, warn_data_mismatches
 from x2ct.inference.prediction_geometry import DEFAULT_ANGLE_SOURCE, TRAINING_ANGLE_SOURCE, PredictionGeometry
 from x2ct.inference.radiograph_geometry import GeometryOptions, RadiographGeometry, read_dicom_geometry
 from x2ct.io.volume import Volume, canonical_affine
@@ -156,6 +157,10 @@ class Predictor:
         else:
             spacing, source = spacing_triple(spacing_mm), "spacing_mm setting"
         log.info("output voxel size %s mm from the %s", tuple(round(s, 4) for s in spacing), source)
+        given = prediction_description(
+            spacing, "x2ct-predict's settings", options.sid_mm, options.sod_mm, options.lateral_angle
+        )
+        warn_data_mismatches(training_description(loaded), given)  # once per run, naming both values
         geometry = None
         if uses_geometry(loaded.model.generator):
             if info is None:
