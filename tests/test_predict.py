@@ -251,7 +251,7 @@ def test_bad_checkpoints(
 def test_bad_outputs(checkpoint_path: Path, xrays: tuple[Path, Path], run_predict: Callable, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    with pytest.raises(PredictOutputError, match="cannot create the output folder"):
+    with pytest.raises(PredictOutputError, match="cannot be created: .* is a file"):
         run_predict(checkpoint_path, *xrays, blocker / "sub" / "ct.nii.gz")
     with pytest.raises(ValueError, match="not a NIfTI file name"):
         run_predict(checkpoint_path, *xrays, tmp_path / "ct.nrrd")
@@ -297,6 +297,6 @@ def test_console_script_end_to_end(checkpoint_path: Path, cube: int, xrays: tupl
         text=True,
         timeout=300,
     )
-    assert failed.returncode == 1
+    assert failed.returncode == 2  # a user error (x2ct.cli.EXIT_USER_ERROR)
     assert "x2ct-predict: error:" in failed.stderr and "missing.png does not exist" in failed.stderr
     assert not (tmp_path / "again.nii.gz").exists()

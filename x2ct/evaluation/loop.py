@@ -7,6 +7,7 @@ Runs on one device with batch 1, so the numbers do not depend on how many GPUs t
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from x2ct.data.datamodule import X2CTDataModule
 from x2ct.data.normalization import ct_to_hu, resampled_spacing
+from x2ct.errors import InvalidOptionError
 from x2ct.evaluation.writers import RANKING_METRIC, write_figures, write_outputs
 from x2ct.inference.checkpoint import load_x2ct_checkpoint
 from x2ct.inference.data_mismatch import evaluation_description, training_description, warn_data_mismatches
@@ -27,11 +29,14 @@ from x2ct.io.nifti import save_volume_nifti
 from x2ct.io.volume import Volume, canonical_affine
 from x2ct.metrics import legacy_x2ct_metrics, modern_metrics, official_rule_keeps, summarize
 from x2ct.models.gan_module import X2CTGANModule
+from x2ct.utils.output_paths import check_output_folder
 from x2ct.viz.figures import DISPLAY_HU_WINDOW
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SPACING_MM = 1.0  # official files carry no spacing: the paper's 1 mm grid
+SPLITS: tuple[str, ...] = ("test", "val")
+WINDOW_LENGTH = 2  # figure_hu_window: [low, high]
 
 __all__ = ["RANKING_METRIC", "EvaluationResult", "EvaluationSettings", "evaluate_checkpoint", "load_checkpoint"]
 
@@ -61,7 +66,7 @@ def load_checkpoint(
     loaded = load_x2ct_checkpoint(ckpt_path, device=device)
     params = loaded.datamodule_params | {key: value for key, value in data_overrides.items() if value is not None}
     if "root" not in params:
-        raise ValueError(f"{ckpt_path} does not say which data it was trained on: pass data.root=...")
+        raise InvalidOptionError(f"{ckpt_path} does not say which data it was trained on: pass data.root=...")
     params["num_workers"] = 0
     datamodule = X2CTDataModule(**params)
     warn_data_mismatches(training_description(loaded), evaluation_description(datamodule))  # once per run
@@ -76,7 +81,7 @@ def evaluation_set(datamodule: X2CTDataModule, split: str) -> Any:
     if split == "val":
         datamodule.setup("fit")
         return datamodule.val_set
-    raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    raise InvalidOptionError(f"split must be 'test' or 'val', got {split!r}")
 
 
 @dataclass
@@ -93,18 +98,56 @@ class EvaluationSettings:
     figure_hu_window: tuple[float, float] = DISPLAY_HU_WINDOW
     save_nifti: bool = False
 
+    def __post_init__(self) -> None:
+        """Every value checked before any work starts; InvalidOptionError names the option."""
+        if self.split not in SPLITS:
+            raise InvalidOptionError(f"split must be 'test' or 'val', got {self.split!r}")
+        _check_device(self.device)
+        _finite(self.bone_threshold_hu, "bone_threshold_hu")
+        for name, minimum in (("n_boot", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InvalidOptionError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        if not 0.0 < _finite(self.ci, "ci") < 1.0:
+            raise InvalidOptionError(f"ci must lie strictly between 0 and 1 (e.g. 0.95), got {self.ci!r}")
+        for name in ("figures", "save_nifti"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidOptionError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        window = self.figure_hu_window
+        if (
+            isinstance(window, str)
+            or len(window) != WINDOW_LENGTH
+            or not _finite(window[0], "figure_hu_window") < _finite(window[1], "figure_hu_window")
+        ):
+            raise InvalidOptionError(f"figure_hu_window must be [low, high] HU with low < high, got {window!r}")
+
+
+def _finite(value: Any, option: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidOptionError(f"{option} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_device(device: Any) -> None:
+    """``device`` names a torch device that exists here (``cpu``, ``cuda``, ``cuda:1``); else InvalidOptionError."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:  # torch rejects an unknown device string with RuntimeError
+        raise InvalidOptionError(f"device must be cpu or cuda, got {device!r}") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidOptionError(f"device={device} but no CUDA device is available (use device=cpu)")
+
 
 def evaluate_checkpoint(
     ckpt_path: str | Path, data_overrides: Mapping[str, Any], out_dir: Path, settings: EvaluationSettings
 ) -> EvaluationResult:
     """Evaluate ``ckpt_path`` on its test (or validation) cases and write the result files into ``out_dir``."""
     device = settings.device
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but no CUDA device is available")
+    check_output_folder(out_dir, "out_dir")
     model, datamodule = load_checkpoint(ckpt_path, data_overrides, device)
     dataset = evaluation_set(datamodule, settings.split)
     if dataset is None or len(dataset) == 0:
-        raise ValueError(f"no {settings.split} cases to evaluate in {datamodule.hparams.root}")
+        raise InvalidOptionError(f"no {settings.split} cases to evaluate in {datamodule.hparams.root}")
     window = datamodule.window
     rows: list[dict[str, Any]] = []
     loader = DataLoader(dataset, batch_size=1, shuffle=False)

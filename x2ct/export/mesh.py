@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from skimage.measure import marching_cubes
 
+from x2ct.errors import UserError
 from x2ct.io.volume import AIR_HU
 from x2ct.utils.atomic import atomic_output
 
@@ -40,8 +41,9 @@ _RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 CoordinateSystem = Literal["RAS", "LPS"]
 
 
-class MeshError(ValueError):
-    """A surface that cannot be extracted or written (empty, non-finite input, bad file name)."""
+class MeshError(UserError, ValueError):
+    """A surface that cannot be extracted or written (empty, non-finite input, bad file name, no voxel above the
+    bone threshold); a user error (:mod:`x2ct.cli` reports it in one line)."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
+from x2ct.errors import InvalidOptionError
 from x2ct.io.hdf5 import lateral_key
 from x2ct.io.xray_image import looks_like_dicom
 
@@ -67,22 +68,22 @@ def _positive(value: Any, what: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a positive number of mm, got {value!r}") from None
+        raise InvalidOptionError(f"{what} must be a positive number of mm, got {value!r}") from None
     if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{what} must be a positive number of mm, got {value!r}")
+        raise InvalidOptionError(f"{what} must be a positive number of mm, got {value!r}")
     return number
 
 
 def _positive_pair(value: Any, what: str) -> tuple[float, float]:
     items = list(value) if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str) else None
     if items is None or len(items) != PAIR:
-        raise ValueError(f"{what} must be two positive numbers [row, col] mm, got {value!r}")
+        raise InvalidOptionError(f"{what} must be two positive numbers [row, col] mm, got {value!r}")
     return _positive(items[0], what), _positive(items[1], what)
 
 
 def _check_sod_below_sid(sod: SourcedValue, sid: SourcedValue, where: str) -> None:
     if sod.value >= sid.value:
-        raise ValueError(
+        raise InvalidOptionError(
             f"{where}: the source-to-patient distance {sod.value:g} mm ({sod.source}) must be shorter than the "
             f"source-to-detector distance {sid.value:g} mm ({sid.source})"
         )
@@ -118,7 +119,7 @@ class GeometryOptions:
             try:
                 lateral_key(self.lateral_angle)
             except (TypeError, ValueError) as error:
-                raise ValueError(f"{OPTION_PREFIX}lateral_angle: {error}") from None
+                raise InvalidOptionError(f"{OPTION_PREFIX}lateral_angle: {error}") from None
             object.__setattr__(self, "lateral_angle", float(self.lateral_angle))
         if self.sid_mm is not None and self.sod_mm is not None:
             sod, sid = self.sourced("sod_mm"), self.sourced("sid_mm")
@@ -131,7 +132,7 @@ class GeometryOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown geometry option(s) {unknown}; expected some of {sorted(known)}")
+            raise InvalidOptionError(f"unknown geometry option(s) {unknown}; expected some of {sorted(known)}")
         return cls(**values)
 
     @property

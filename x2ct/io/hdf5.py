@@ -25,7 +25,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -268,7 +268,7 @@ def read_triplet(path: str | Path, lateral_angle: float = LATERAL_REFERENCE_ANGL
     """
     file = _existing_hdf5(path)
     key = lateral_key(lateral_angle)
-    with h5py.File(file, "r") as h5:
+    with _open_hdf5(file) as h5:
         angles = _available_angles(h5)
         ct = _read_ct(h5, file)
         depth, height, width = ct.shape
@@ -293,7 +293,7 @@ def read_triplet(path: str | Path, lateral_angle: float = LATERAL_REFERENCE_ANGL
 def stored_lateral_angles(path: str | Path) -> list[float]:
     """Every lateral angle (degrees, ascending) whose view the triplet file stores; reads only the file's keys."""
     file = _existing_hdf5(path)
-    with h5py.File(file, "r") as h5:
+    with _open_hdf5(file) as h5:
         return _available_angles(h5)
 
 
@@ -305,7 +305,7 @@ def validate_triplet(path: str | Path, required_angles: Iterable[float] = (LATER
     """
     file = _existing_hdf5(path)
     required_keys = {lateral_key(angle): float(angle) for angle in required_angles}
-    with h5py.File(file, "r") as h5:
+    with _open_hdf5(file) as h5:
         angles = _available_angles(h5)
         missing = [angle for key, angle in required_keys.items() if key not in h5]
         if missing:
@@ -325,7 +325,7 @@ def read_spacing(path: str | Path) -> tuple[tuple[float, float, float] | None, t
     that is not three positive finite numbers.
     """
     file = _existing_hdf5(path)
-    with h5py.File(file, "r") as h5:
+    with _open_hdf5(file) as h5:
         if not isinstance(h5.get(CT_KEY), h5py.Dataset) or h5[CT_KEY].ndim != CT_NDIM:
             raise TripletFileError(f"{file}: no 3D dataset {CT_KEY!r} (datasets present: {sorted(h5)})")
         shape = tuple(int(n) for n in h5[CT_KEY].shape)
@@ -361,6 +361,24 @@ def _existing_hdf5(path: str | Path) -> Path:
     return file
 
 
+@contextlib.contextmanager
+def _open_hdf5(file: Path) -> Iterator[h5py.File]:
+    """``file`` opened read-only; a file h5py cannot open (truncated, corrupt) raises TripletFileError naming it."""
+    try:
+        h5 = h5py.File(file, "r")
+    except OSError as error:
+        raise TripletFileError(
+            f"{file} cannot be read (truncated or corrupt HDF5 file): {_first_line(error)}"
+        ) from error
+    with h5:
+        yield h5
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _available_angles(h5: h5py.File) -> list[float]:
     angles = [angle_from_key(name) for name in h5]
     return sorted(angle for angle in angles if angle is not None)
@@ -374,7 +392,12 @@ def _dataset(h5: h5py.File, key: str, file: Path) -> np.ndarray:
         raise TripletFileError(f"{file}: {key!r} is a group, expected a dataset")
     if node.dtype.kind not in _NUMERIC_KINDS:
         raise TripletFileError(f"{file}: dataset {key!r} has non-numeric dtype {node.dtype}")
-    return node[()]
+    try:
+        return node[()]
+    except OSError as error:  # the data block lies past the end of a truncated file, or is corrupt
+        raise TripletFileError(
+            f"{file}: dataset {key!r} cannot be read (truncated or corrupt): {_first_line(error)}"
+        ) from error
 
 
 def _read_ct(h5: h5py.File, file: Path) -> np.ndarray:

@@ -18,17 +18,19 @@ def nearest_existing(path: Path) -> Path:
     return existing
 
 
-def check_output_folder(folder: str | Path, option: str) -> Path:
+def check_output_folder(folder: str | Path, option: str, label: str | None = None) -> Path:
     """``folder`` as a Path when it is, or can be created as, a writable folder; else InvalidOptionError naming
-    ``option`` (e.g. ``out_dir``), the folder and what is wrong (a file in the way, no write permission)."""
+    the option and the folder (``label``, default ``<option>=<folder>``) and what is wrong (a file in the way, no
+    write permission)."""
     path = Path(folder)
     if str(folder).strip() == "":
         raise InvalidOptionError(f"{option} is empty: give the output folder")
+    label = label or f"{option}={path}"
     existing = nearest_existing(path)
     if not existing.is_dir():
         what = "is a file" if existing == path.absolute() else f"cannot be created: {existing} is a file"
-        raise InvalidOptionError(f"{option}={path} {what}; expected a folder")
+        raise InvalidOptionError(f"{label} {what}; expected a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "is not writable" if existing == path.absolute() else f"cannot be created: {existing} is not writable"
-        raise InvalidOptionError(f"{option}={path} {what}")
+        raise InvalidOptionError(f"{label} {what}")
     return path
