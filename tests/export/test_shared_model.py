@@ -81,6 +81,7 @@ def test_export_then_predict_without_pickle_gives_the_checkpoint_volume(
     assert run_export(tiny_checkpoint.path, folder, monkeypatch) == 0
     assert f"exported {folder}" in capsys.readouterr().out
     assert sorted(p.name for p in folder.iterdir()) == sorted([WEIGHTS_FILENAME, CONFIG_FILENAME, MODEL_CARD_FILENAME])
+    assert (folder / WEIGHTS_FILENAME).stat().st_mode == (folder / CONFIG_FILENAME).stat().st_mode  # umask, not 0600
     config = json.loads((folder / CONFIG_FILENAME).read_text())
     assert config["weights"]["source"] == "state_dict" and config["weights"]["ema"] is False
     assert config["generator"]["_target_"] == "x2ct.models.BiplanarGenerator"

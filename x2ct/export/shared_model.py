@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from x2ct import __version__
 from x2ct.errors import UserError
@@ -168,8 +168,8 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> ExportResult:
 
     folder.mkdir(parents=True, exist_ok=True)
     weights_path = folder / WEIGHTS_FILENAME
-    with atomic_output(weights_path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "producer": f"x2ct {__version__}"})
+    with atomic_output(weights_path) as tmp:  # bytes written into the temporary file keep its umask mode
+        tmp.write_bytes(save(tensors, metadata={"format": "pt", "producer": f"x2ct {__version__}"}))
     config: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "format_version": FORMAT_VERSION,
