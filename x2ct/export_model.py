@@ -13,7 +13,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from x2ct.cli import report_user_errors
+from x2ct.cli import report_user_errors, run_console_script
 from x2ct.config_dir import CONFIG_DIR
 from x2ct.export.shared_model import ExportResult, export_checkpoint
 
@@ -42,7 +42,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    _main()
+    run_console_script("x2ct-export", _main)
 
 
 if __name__ == "__main__":
