@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from x2ct.callbacks.ema import CHECKPOINT_KEY, GeneratorEMA
+from x2ct.callbacks.ema import GENERATOR_EMA_KEY, GeneratorEMA
 from x2ct.inference.checkpoint import load_x2ct_checkpoint
 from x2ct.train import train
 
@@ -64,7 +64,7 @@ def test_after_k_steps_the_average_is_the_closed_form() -> None:
     )
     checkpoint: dict[str, Any] = {"state_dict": {}}
     ema.on_save_checkpoint(None, module, checkpoint)  # type: ignore[arg-type]
-    saved = checkpoint[CHECKPOINT_KEY]
+    saved = checkpoint[GENERATOR_EMA_KEY]
     assert saved.keys() == module.generator.state_dict().keys()
     torch.testing.assert_close(saved["0.weight"], expected, rtol=0, atol=1e-6)
     assert torch.equal(saved["1.running_mean"], torch.full((N_FEATURES,), float(N_STEPS)))  # copied
@@ -128,10 +128,10 @@ def test_train_writes_the_ema_and_eval_loads_it(
     path = tmp_path / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(path, weights_only=True)
     live = {k.removeprefix("generator."): v for k, v in checkpoint["state_dict"].items() if k.startswith("generator.")}
-    ema = checkpoint[CHECKPOINT_KEY]
+    ema = checkpoint[GENERATOR_EMA_KEY]
     assert ema.keys() == live.keys()
     assert any(not torch.equal(ema[k], live[k]) for k in ema)
     with caplog.at_level(logging.INFO, logger="x2ct.inference.checkpoint"):
         loaded = load_x2ct_checkpoint(path)
-    assert CHECKPOINT_KEY in caplog.text
+    assert GENERATOR_EMA_KEY in caplog.text
     assert all(torch.equal(value, ema[name]) for name, value in loaded.model.generator.state_dict().items())

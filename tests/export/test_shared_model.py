@@ -18,13 +18,13 @@ import torch
 from safetensors.torch import load_file
 
 from x2ct import export_model
+from x2ct.callbacks.ema import GENERATOR_EMA_KEY as EMA_KEY
 from x2ct.evaluation import EvaluationSettings, evaluate_checkpoint
 from x2ct.export.shared_model import export_checkpoint
 from x2ct.inference import prediction_geometry
 from x2ct.inference.checkpoint import load_x2ct_checkpoint
 from x2ct.inference.exported_model import (
     CONFIG_FILENAME,
-    EMA_KEY,
     MODEL_CARD_FILENAME,
     WEIGHTS_FILENAME,
     ExportedModelError,

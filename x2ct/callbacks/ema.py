@@ -25,7 +25,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KEY = "generator_ema"  # top-level checkpoint key of the EMA state dict
+GENERATOR_EMA_KEY = "generator_ema"  # top-level checkpoint key of the EMA state dict
 GENERATOR_PREFIX = "generator."  # the generator's keys in the LightningModule's state_dict
 DEFAULT_DECAY = 0.999
 
@@ -64,7 +64,7 @@ class GeneratorEMA(L.Callback):
         source = self._loaded if self._loaded is not None else {n: p.detach() for n, p in parameters.items()}
         missing = sorted(set(parameters) - set(source))
         if missing:
-            raise ValueError(f"the checkpoint's {CHECKPOINT_KEY} lacks generator parameters {missing[:5]}")
+            raise ValueError(f"the checkpoint's {GENERATOR_EMA_KEY} lacks generator parameters {missing[:5]}")
         self.averaged = {n: source[n].detach().to(p.device, p.dtype, copy=True) for n, p in parameters.items()}
         self._loaded = None
 
@@ -106,9 +106,9 @@ class GeneratorEMA(L.Callback):
         averaged = self.averaged
         if trainer.ckpt_path:
             checkpoint = torch.load(Path(trainer.ckpt_path), map_location="cpu", weights_only=True)
-            averaged = dict(checkpoint.get(CHECKPOINT_KEY) or {})
+            averaged = dict(checkpoint.get(GENERATOR_EMA_KEY) or {})
             if not averaged:
-                log.warning("%s has no %s: testing its live generator weights", trainer.ckpt_path, CHECKPOINT_KEY)
+                log.warning("%s has no %s: testing its live generator weights", trainer.ckpt_path, GENERATOR_EMA_KEY)
         self._swap_in(pl_module.generator, averaged)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -123,14 +123,14 @@ class GeneratorEMA(L.Callback):
         """Add ``checkpoint["generator_ema"]``; keep the live weights in ``state_dict`` even mid-swap."""
         if not self.averaged:
             return
-        checkpoint[CHECKPOINT_KEY] = ema_state_dict(pl_module.generator, self.averaged)
+        checkpoint[GENERATOR_EMA_KEY] = ema_state_dict(pl_module.generator, self.averaged)
         if self._live is not None:
             for name, value in self._live.items():
                 checkpoint["state_dict"][GENERATOR_PREFIX + name] = value.detach().to("cpu", copy=True)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         """Keep the EMA of the checkpoint being resumed (a checkpoint without one starts from its weights)."""
-        saved = checkpoint.get(CHECKPOINT_KEY)
+        saved = checkpoint.get(GENERATOR_EMA_KEY)
         self._loaded = dict(saved) if saved else None
         if not saved:
-            log.info("the checkpoint has no %s: the EMA starts from its generator weights", CHECKPOINT_KEY)
+            log.info("the checkpoint has no %s: the EMA starts from its generator weights", GENERATOR_EMA_KEY)

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save
 
 from x2ct import __version__
+from x2ct.callbacks.ema import GENERATOR_EMA_KEY as EMA_KEY
 from x2ct.errors import UserError
 from x2ct.export.model_card import EvalResults, find_eval_results, model_card
 from x2ct.inference.checkpoint import (
@@ -35,7 +36,6 @@ from x2ct.inference.checkpoint import (
 )
 from x2ct.inference.exported_model import (
     CONFIG_FILENAME,
-    EMA_KEY,
     EXPORT_FORMAT,
     FORMAT_VERSION,
     MODEL_CARD_FILENAME,

@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 import torch
 
+from x2ct.callbacks.ema import GENERATOR_EMA_KEY
 from x2ct.data.datamodule import read_case_list
 from x2ct.data.normalization import DEFAULT_CT_WINDOW_HU, CTWindow, resampled_spacing
 from x2ct.errors import UserError
@@ -242,7 +243,6 @@ def load_x2ct_checkpoint(path: str | Path, device: str | torch.device = "cpu") -
 
 
 # ------------------------------------------------------------------------ EMA of the generator (callbacks=ema)
-GENERATOR_EMA_KEY = "generator_ema"  # top-level key: {name: tensor} with the keys of model.generator.state_dict()
 
 
 def use_generator_ema(model: X2CTGANModule, checkpoint: Mapping[str, Any], file: Path) -> bool:

@@ -50,7 +50,6 @@ FORMAT_VERSION = 1
 WEIGHTS_FILENAME = "model.safetensors"
 CONFIG_FILENAME = "config.json"
 MODEL_CARD_FILENAME = "MODEL_CARD.md"
-EMA_KEY = "generator_ema"  # the checkpoint key of the generator's EMA weights (shared contract)
 STATE_DICT_SOURCE = "state_dict"
 REQUIRED_CONFIG_KEYS: tuple[str, ...] = ("format", "format_version", "generator", "weights", "data")
 REQUIRED_DATA_KEYS: tuple[str, ...] = ("cube", "xray_size", "ct_window_hu", "lateral_angle")
