@@ -32,6 +32,9 @@ Result = TypeVar("Result")
 
 # The user's own HYDRA_FULL_ERROR value while run_console_script has set it for Hydra (None: not inside one).
 _user_full_error: list[str | None] = []
+# Whether the task function of the innermost run_console_script has started (an OSError before it is Hydra's,
+# creating its run folder).
+_task_started: list[bool] = []
 
 
 def user_error_in(error: BaseException | None) -> UserError | None:
@@ -135,6 +138,8 @@ def report_user_errors(command: str) -> Callable[[Callable[..., Result]], Callab
         @functools.wraps(task)
         def run(*args: object, **kwargs: object) -> Result:
             user_value = _user_full_error[-1] if _user_full_error else os.environ.get(FULL_ERROR_VARIABLE)
+            if _task_started:
+                _task_started[-1] = True
             try:
                 with _environment_variable(FULL_ERROR_VARIABLE, user_value):
                     return task(*args, **kwargs)
@@ -162,13 +167,17 @@ def run_console_script(command: str, app: Callable[[], object]) -> None:
         app()
         return
     _user_full_error.append(user_value)
+    _task_started.append(False)
     try:
         with _environment_variable(FULL_ERROR_VARIABLE, FULL_ERROR_ON):
             app()
     except Exception as error:
         message = user_message(error)
+        if message is None and isinstance(error, OSError) and error.filename is not None and not _task_started[-1]:
+            message = f"cannot create Hydra's output folder {error.filename}: {error.strerror} (see hydra.run.dir)"
         if message is None:
             raise
         raise _stop(command, message) from None
     finally:
         _user_full_error.pop()
+        _task_started.pop()

@@ -60,6 +60,7 @@ BAD_INPUTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("out_dir_is_a_file", (*GOOD, "out_dir={inputs}/a_file"), ("out_dir", "a_file", "is a file")),
     ("unknown_option", (*GOOD, "data.rot=x"), ("data.rot",)),
     ("unknown_config_name", (*GOOD, "paths=cluster"), ("paths/cluster", "available paths options: default")),
+    ("run_dir_under_a_file", (*GOOD, "hydra.run.dir={inputs}/a_file/run"), ("a_file/run", "hydra.run.dir")),
 ]
 
 
@@ -74,7 +75,9 @@ def test_bad_input_is_one_line(
 ) -> None:
     run_dir = tmp_path / "run"
     command_line = [arg.format(**inputs) for arg in args]
-    run = run_cli(main, *command_line, f"hydra.run.dir={run_dir}")
+    if not any(arg.startswith("hydra.run.dir=") for arg in command_line):
+        command_line.append(f"hydra.run.dir={run_dir}")
+    run = run_cli(main, *command_line)
     expect_one_line_error(run, COMMAND, *(needle.format(**inputs) for needle in needles))
     assert not any((run_dir / name).exists() for name in RESULT_FILES)
     assert sorted(p.name for p in Path(inputs["inputs"]).iterdir()) == ["a_file", "empty"]
