@@ -71,6 +71,11 @@ def evaluate_after_training(cfg: DictConfig, ckpt_path: str | None) -> dict[str,
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the model of ``cfg``; returns the final callback metrics as floats."""
+    evaluation = cfg.get("evaluation")
+    if evaluation and evaluation.enabled:  # its settings are checked now, not after hours of training
+        from x2ct.evaluation import evaluation_settings
+
+        evaluation_settings(evaluation)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model)

@@ -52,6 +52,7 @@ BAD_INPUTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("angle_out_of_range", ("data.lateral_angle=200",), ("lateral angle", "200")),
     ("reversed_angle_range", ("data.train_lateral_angles=[100,50]",), ("data.train_lateral_angles", "[100, 50]")),
     ("missing_case_list", ("data.train_list=mine.txt",), ("mine.txt", "does not exist")),
+    ("evaluation_ci_above_one", ("evaluation.enabled=true", "evaluation.ci=2"), ("ci", "2")),
     ("resume_missing_checkpoint", ("ckpt_path={inputs}/last.ckpt",), ("last.ckpt", "does not exist")),
     ("resume_text_checkpoint", ("ckpt_path={text_ckpt}",), ("text.ckpt", "cannot be read")),
     (
