@@ -155,3 +155,24 @@ def test_top_down_encoder_gives_fine_features_the_whole_image_as_context(top_dow
     assert [f.shape[1] for f in after] == [4, 8, 8, 8]
     corner_moved = not torch.allclose(before[0][..., :4, :4], after[0][..., :4, :4])
     assert corner_moved == top_down
+
+
+def test_position_channels_are_the_voxel_coordinates_of_the_lifting_frame() -> None:
+    from x2ct.models.ray_lifting import normalized_axis
+    from x2ct.models.ray_lifting_generator import voxel_coordinates
+
+    volume = torch.zeros(2, 5, 4, 6, 8)  # (N, C, D, H, W)
+    coords = voxel_coordinates(volume)
+    assert coords.shape == (2, 3, 4, 6, 8)
+    assert torch.equal(coords[1, 0, 2, 3, :], normalized_axis(8))  # x along W
+    assert torch.equal(coords[0, 1, 1, :, 5], normalized_axis(6))  # y along H
+    assert torch.equal(coords[0, 2, :, 0, 0], normalized_axis(4))  # z along D
+    generator = RayLiftingGenerator(
+        cube=16,
+        encoder_channels=(4, 8),
+        lifted_channels=(2, 4),
+        decoder_channels=(4, 8),
+        decoder_convs=(1, 1),
+        position_channels=True,
+    )
+    assert generator.blocks[-1][0][0].in_channels == 2 * 4 + 3  # mean/var of 4 lifted channels + x, y, z

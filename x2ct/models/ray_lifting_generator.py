@@ -31,13 +31,28 @@ from torch.utils.checkpoint import checkpoint
 
 from x2ct.models.axes import VIEW_NAMES
 from x2ct.models.blocks import ConvNormAct, conv_layer
-from x2ct.models.ray_lifting import SamplingGridCache, fuse_lifted, fusion_multiplier, lift_view
+from x2ct.models.ray_lifting import (
+    SamplingGridCache,
+    fuse_lifted,
+    fusion_multiplier,
+    homogeneous_voxel_grid,
+    lift_view,
+)
 
 UPSAMPLE_SCALE: int = 2
 CONV_KERNEL: int = 3
 XRAY_CHANNELS: int = 1
 CT_CHANNELS: int = 1
 OUTPUT_ACTIVATIONS: tuple[str, ...] = ("relu", "none")
+POSITION_CHANNELS: int = 3  # x, y, z
+
+
+def voxel_coordinates(like: torch.Tensor) -> torch.Tensor:
+    """Voxel-centre coordinates (x, y, z) in [-1, 1] of the grid of ``like`` (N, C, D, H, W): (N, 3, D, H, W),
+    channel 0 along W, 1 along H, 2 along D (the frame of the projection matrices)."""
+    batch, _, *shape = like.shape
+    grid = homogeneous_voxel_grid(shape, like.device, like.dtype)[:, :POSITION_CHANNELS]
+    return grid.T.reshape(1, POSITION_CHANNELS, *shape).expand(batch, -1, -1, -1, -1)
 
 
 class ViewEncoder2D(nn.Module):
@@ -121,6 +136,8 @@ class RayLiftingGenerator(nn.Module):
         encoder_top_down: refine the 2D features from coarse to fine (a 2D U-Net per view, see
             :class:`ViewEncoder2D`) before lifting.
         fusion: ``"mean_var"`` (mean and variance over views) or ``"mean"``.
+        position_channels: give every 3D decoder level the voxel coordinates (x, y, z in [-1, 1], the lifting's
+            frame) as 3 extra input channels, so that the decoder knows where in the volume a voxel lies.
         lift_raw_xrays: also lift the raw images at full resolution as decoder input channels.
         shared_encoder: one 2D encoder for all views (True) or one per view.
         output_activation: ``"relu"`` (non-negative output, as X2CT-GAN) or ``"none"``.
@@ -144,6 +161,7 @@ class RayLiftingGenerator(nn.Module):
         encoder_convs: int = 2,
         encoder_top_down: bool = False,
         fusion: str = "mean_var",
+        position_channels: bool = False,
         lift_raw_xrays: bool = True,
         shared_encoder: bool = True,
         output_activation: str = "relu",
@@ -173,6 +191,8 @@ class RayLiftingGenerator(nn.Module):
         self.fusion = fusion
         k = fusion_multiplier(fusion)
         self.lift_raw_xrays = bool(lift_raw_xrays)
+        self.position_channels = bool(position_channels)
+        position = POSITION_CHANNELS if self.position_channels else 0
         self.checkpointing = bool(checkpointing)
         self.grid_cache = SamplingGridCache(grid_cache_size)
 
@@ -186,7 +206,7 @@ class RayLiftingGenerator(nn.Module):
         raw_channels = k * XRAY_CHANNELS if self.lift_raw_xrays else 0
         blocks, ups = [], []
         for level in range(n_levels):
-            incoming = k * int(lifted_channels[level])
+            incoming = k * int(lifted_channels[level]) + position
             if level < n_levels - 1:
                 incoming += int(decoder_channels[level])  # the up-sampled coarser level
                 ups.append(UpConv3D(int(decoder_channels[level + 1]), int(decoder_channels[level])))
@@ -245,6 +265,8 @@ class RayLiftingGenerator(nn.Module):
             shape = (self.cube,) * 3
             raw = [lift_view(image, p, shape, self.grid_cache) for image, p in zip(images, projections, strict=True)]
             fused[0] = torch.cat((fused[0], fuse_lifted(raw, self.fusion)), dim=1)
+        if self.position_channels:
+            fused = [torch.cat((f, voxel_coordinates(f)), dim=1) for f in fused]
         x = self._run(self.blocks[-1], fused[-1])
         for level in range(self.n_levels - 2, -1, -1):
             x = self._run(self.ups[level], x)
