@@ -108,7 +108,7 @@ def test_errors_name_the_checkpoint(run_eval: Callable[..., dict], tmp_path: Pat
         run_eval(tmp_path / "nowhere.ckpt", tmp_path)
     bogus = tmp_path / "bogus.ckpt"
     bogus.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"bogus\.ckpt cannot be read as a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"bogus\.ckpt is not a PyTorch checkpoint"):
         run_eval(bogus, tmp_path)
     assert not (tmp_path / "metrics.json").exists()
 

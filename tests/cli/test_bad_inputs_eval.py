@@ -43,8 +43,8 @@ GOOD = ("ckpt_path={ckpt}", *FAST)
 BAD_INPUTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("no_checkpoint", FAST, ("missing required option ckpt_path",)),
     ("missing_checkpoint", ("ckpt_path={inputs}/none.ckpt", *FAST), ("none.ckpt", "does not exist")),
-    ("truncated_checkpoint", ("ckpt_path={truncated_ckpt}", *FAST), ("truncated.ckpt", "cannot be read")),
-    ("text_checkpoint", ("ckpt_path={text_ckpt}", *FAST), ("text.ckpt", "cannot be read")),
+    ("truncated_checkpoint", ("ckpt_path={truncated_ckpt}", *FAST), ("truncated.ckpt", "is truncated")),
+    ("text_checkpoint", ("ckpt_path={text_ckpt}", *FAST), ("text.ckpt", "is not a PyTorch checkpoint")),
     ("state_dict_checkpoint", ("ckpt_path={state_dict_ckpt}", *FAST), ("weights.ckpt", "not a Lightning checkpoint")),
     ("missing_data_root", (*GOOD, "data.root={inputs}/nowhere"), ("nowhere", "does not exist")),
     ("empty_data_root", (*GOOD, "data.root={inputs}/empty"), ("empty/test.txt", "does not exist")),

@@ -54,7 +54,7 @@ BAD_INPUTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("missing_case_list", ("data.train_list=mine.txt",), ("mine.txt", "does not exist")),
     ("evaluation_ci_above_one", ("evaluation.enabled=true", "evaluation.ci=2"), ("ci", "2")),
     ("resume_missing_checkpoint", ("ckpt_path={inputs}/last.ckpt",), ("last.ckpt", "does not exist")),
-    ("resume_text_checkpoint", ("ckpt_path={text_ckpt}",), ("text.ckpt", "cannot be read")),
+    ("resume_text_checkpoint", ("ckpt_path={text_ckpt}",), ("text.ckpt", "is not a PyTorch checkpoint")),
     (
         "truncated_triplet",
         ("data.root={inputs}/truncated", "debug=fdr"),

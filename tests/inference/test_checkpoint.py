@@ -100,8 +100,21 @@ def test_missing_checkpoint(tmp_path: Path) -> None:
 def test_text_file_is_not_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "notes.ckpt"
     path.write_text("not a checkpoint\n")
-    with pytest.raises(CheckpointError, match=r"notes\.ckpt cannot be read as a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"notes\.ckpt is not a PyTorch checkpoint \(it starts with b'not '"):
         load_x2ct_checkpoint(path)
+
+
+def test_empty_and_truncated_checkpoints_say_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.ckpt is empty \(0 bytes\)"):
+        load_x2ct_checkpoint(empty)
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(4096)}}, whole)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"truncated\.ckpt is truncated \(an incomplete zip archive"):
+        load_x2ct_checkpoint(truncated)
 
 
 def test_plain_state_dict_is_rejected(tmp_path: Path, tiny_gan_module: Callable[..., Any]) -> None:

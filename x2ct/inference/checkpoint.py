@@ -13,6 +13,7 @@ still reachable under ``root``, tell the voxel size (attribute ``spacing_mm``) a
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,28 @@ class LoadedCheckpoint:
         return self.training if self.training is not None else training_data_info(self.data)
 
 
+PICKLE_PROTOCOL_OPCODE = 0x80  # first byte of a pickle (protocol >= 2), torch's legacy non-zip format
+ERROR_DETAIL_CHARS = 200  # longest library error text quoted in a one-line message
+
+
+def unreadable_checkpoint_reason(file: Path, error: BaseException) -> str:
+    """One line saying why torch could not read ``file``: not a checkpoint at all (text, an image, ...), a
+    truncated or corrupt zip archive, or torch's own (shortened) error."""
+    with file.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return f"checkpoint {file} is empty (0 bytes)"
+    if zipfile.is_zipfile(file):
+        detail = " ".join(str(error).split())[:ERROR_DETAIL_CHARS]
+        return f"checkpoint {file} is a corrupt PyTorch archive ({type(error).__name__}: {detail})"
+    if head.startswith(b"PK"):
+        return f"checkpoint {file} is truncated (an incomplete zip archive; was it copied or written completely?)"
+    if head[0] != PICKLE_PROTOCOL_OPCODE:
+        return f"{file} is not a PyTorch checkpoint (it starts with {head!r}, not a zip archive or a pickle)"
+    detail = " ".join(str(error).split())[:ERROR_DETAIL_CHARS]
+    return f"checkpoint {file} cannot be read as a PyTorch checkpoint: {type(error).__name__}: {detail}"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint file safely (``weights_only``) and check that it is an x2ct X2CT-GAN Lightning checkpoint.
 
@@ -128,9 +151,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         refusal = describe_unpickling_refusal(file, error)
         if refusal is not None:
             raise CheckpointError(refusal) from error
-        raise CheckpointError(
-            f"checkpoint {file} cannot be read as a PyTorch checkpoint: {type(error).__name__}: {error}"
-        ) from error
+        raise CheckpointError(unreadable_checkpoint_reason(file, error)) from error
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
         kind = "a plain state dict" if _looks_like_state_dict(checkpoint) else f"a {type(checkpoint).__name__}"
         raise CheckpointError(
