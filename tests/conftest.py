@@ -10,8 +10,9 @@ read-only: copy before changing them.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+LOGGERS_CONFIGURED_BY_HYDRA: tuple[str, ...] = ("", "hydra")  # root (job logging) and Hydra's own logger
+
+
+@pytest.fixture(autouse=True)
+def _drop_logging_handlers_added_by_the_test() -> Iterator[None]:
+    """In-process console scripts let Hydra attach stream handlers to the test's captured stderr; once that stream
+    is closed, a later test's first log record would print '--- Logging error ---' with a traceback. Remove
+    the handlers a test added when it ends."""
+    loggers = [logging.getLogger(name) for name in LOGGERS_CONFIGURED_BY_HYDRA]
+    before = {id(logger): list(logger.handlers) for logger in loggers}
+    yield
+    for logger in loggers:
+        for handler in [h for h in logger.handlers if h not in before[id(logger)]]:
+            logger.removeHandler(handler)
+            handler.close()
 
 
 # ------------------------------------------------------------------------------------------------ networks
