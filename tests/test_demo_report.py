@@ -136,3 +136,14 @@ def test_baseline_mean_ignores_the_training_augmentation(
     assert len(fitted) == 1
     assert not torch.allclose(stored_mean.float(), stored_mean.flip(-1).float())  # the flip would show
     torch.testing.assert_close(fitted[0], stored_mean.float())
+
+
+def test_report_of_a_ray_lifting_run(tiny_ray_lifting_checkpoint: Any, tmp_path: Path) -> None:
+    """The geometry-aware model through the report's Lightning test loop (inference-mode batches) and figures."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny_ray_lifting_checkpoint.path, run_dir / "checkpoints" / "last.ckpt")
+    report = compare(run_dir, None, tmp_path / "report", n_figures=1)
+    assert report["n_test_cases"] == tiny_ray_lifting_checkpoint.n_test
+    assert all(torch.isfinite(torch.tensor(value)) for value in report["model"].values())
+    assert list((tmp_path / "report").glob("*_slices_*deg.png"))

@@ -136,3 +136,15 @@ def test_lifting_passes_gradients_to_the_features() -> None:
     features = torch.rand(1, 2, 8, 8, requires_grad=True)
     lift_view(features, batch_of(LATERAL_ALIGNED), (8, 8, 8)).sum().backward()
     assert features.grad is not None and features.grad.abs().sum() > 0
+
+
+def test_grid_cache_takes_inference_tensors() -> None:
+    """Lightning's test loop collates batches under inference mode: their matrices have no version counter."""
+    cache = SamplingGridCache()
+    image = torch.rand(1, 1, 8, 8)
+    expected = lift_view(image, batch_of(LATERAL_ALIGNED), (8, 8, 8), cache)
+    with torch.inference_mode():
+        matrix = batch_of(LATERAL_ALIGNED).clone()
+        assert matrix.is_inference()
+        lifted = lift_view(image, matrix, (8, 8, 8), cache)
+    assert torch.equal(lifted, expected) and cache.hits == 1

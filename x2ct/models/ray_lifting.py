@@ -90,7 +90,10 @@ class SamplingGridCache:
         self._values.clear()
 
     def _values_of(self, projection: torch.Tensor) -> bytes:
-        """The matrices' values as bytes, read from the device once per tensor and version."""
+        """The matrices' values as bytes, read from the device once per tensor and version (every time for an
+        inference tensor, which has no version counter to tell an in-place change)."""
+        if projection.is_inference():
+            return projection.detach().float().cpu().numpy().tobytes()
         entry = self._values.get(id(projection))
         if entry is not None and entry[0] is projection and entry[1] == projection._version:
             return entry[2]
