@@ -251,7 +251,7 @@ def test_bad_checkpoints(
 def test_bad_outputs(checkpoint_path: Path, xrays: tuple[Path, Path], run_predict: Callable, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    with pytest.raises(PredictOutputError, match="cannot be created: .* is a file"):
+    with pytest.raises(PredictOutputError, match=r"cannot be created: .* is a file"):
         run_predict(checkpoint_path, *xrays, blocker / "sub" / "ct.nii.gz")
     with pytest.raises(ValueError, match="not a NIfTI file name"):
         run_predict(checkpoint_path, *xrays, tmp_path / "ct.nrrd")
