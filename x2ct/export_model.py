@@ -20,7 +20,8 @@ from x2ct.export.shared_model import ExportResult, export_checkpoint
 
 def export(cfg: DictConfig) -> ExportResult:
     """Run the export described by a composed ``export`` config."""
-    return export_checkpoint(str(cfg.ckpt_path), str(cfg.out))
+    data_root = cfg.get("data_root")
+    return export_checkpoint(str(cfg.ckpt_path), str(cfg.out), None if data_root is None else str(data_root))
 
 
 def format_summary(result: ExportResult) -> str:

@@ -315,3 +315,12 @@ def test_random_lateral_angles_only_on_the_training_set(geometry_folder: Any) ->
     assert datamodule.test_set.lateral_angle_range is None and datamodule.test_set.lateral_angle == 90.0
     with pytest.raises(ValueError, match=r"data\.train_lateral_angles must be \[low, high\]"):
         X2CTDataModule(root=geometry_folder.root, train_lateral_angles=[95])
+
+
+def test_the_recorded_root_is_absolute(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints keep the data module's hparams: an absolute root still finds the training data (geometry,
+    voxel size) when the checkpoint is read from another working directory."""
+    monkeypatch.chdir(root.parent)
+    datamodule = X2CTDataModule(root.name, cube=16)
+    assert datamodule.hparams.root == str(root.absolute())
+    assert Path(datamodule.hparams.root).is_absolute()

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from x2ct import export_model
 from x2ct.callbacks.ema import GENERATOR_EMA_KEY as EMA_KEY
 from x2ct.evaluation import EvaluationSettings, evaluate_checkpoint
-from x2ct.export.shared_model import export_checkpoint
+from x2ct.export.shared_model import TrainingDataNotFoundError, export_checkpoint
 from x2ct.inference import prediction_geometry
 from x2ct.inference.checkpoint import load_x2ct_checkpoint
 from x2ct.inference.exported_model import (
@@ -171,6 +171,23 @@ def test_the_ray_lifting_model_keeps_its_training_geometry(
     np.testing.assert_array_equal(shared.volume.hu, reference.volume.hu)
     geometry = shared.volume.meta["geometry"]
     assert geometry["xray1"]["beam"] == "cone" and geometry["xray1"]["training_file"] == str(folder / CONFIG_FILENAME)
+
+
+def test_a_ray_lifting_checkpoint_whose_training_data_moved_needs_data_root(
+    tiny_ray_lifting_checkpoint: Any, tmp_path: Path
+) -> None:
+    """Without its training triplets the export would record no geometry and predictions would silently assume
+    the aligned parallel one: refused, unless data_root says where the data went."""
+    checkpoint = torch.load(tiny_ray_lifting_checkpoint.path, map_location="cpu", weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["root"] = "moved/data"  # relative, as `make demo` wrote before
+    moved = tmp_path / "moved.ckpt"
+    torch.save(checkpoint, moved)
+    with pytest.raises(TrainingDataNotFoundError, match=r"moved\.ckpt: the training triplets under moved/data"):
+        export_checkpoint(moved, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    export_checkpoint(moved, tmp_path / "shared", data_root=tiny_ray_lifting_checkpoint.triplets)
+    config = json.loads((tmp_path / "shared" / CONFIG_FILENAME).read_text())
+    assert config["training_geometry"]["attributes"]["drr.geometry"] == "cone"
 
 
 def test_a_file_as_out_is_refused_with_one_line(

@@ -157,7 +157,9 @@ class X2CTDataModule(LightningDataModule):
         self.test_list = str(test_list)
         self.val_list = str(val_list) if val_list is not None else None
         self.save_hyperparameters()
-        self.hparams.root = str(self.root)  # plain types only: checkpoints load with torch's weights_only
+        # plain types only (checkpoints load with torch's weights_only); absolute, so that the checkpoint still
+        # finds its training data (geometry, voxel size) when read from another working directory
+        self.hparams.root = str(self.root.absolute())
 
         self._splits: Splits | None = None
         self._test_ids: list[str] | None = None

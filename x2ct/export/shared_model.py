@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +137,18 @@ def _data_record(settings: DataSettings, info: TrainingDataInfo | None, params: 
     }
 
 
-def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> ExportResult:
+class TrainingDataNotFoundError(UserError, FileNotFoundError):
+    """A geometry-aware model's training triplets (its DRR geometry) cannot be reached for the export."""
+
+
+def export_checkpoint(ckpt_path: str | Path, out: str | Path, data_root: str | Path | None = None) -> ExportResult:
     """Write ``out``/model.safetensors, config.json and MODEL_CARD.md for the checkpoint ``ckpt_path``.
 
+    ``data_root``: the prepared training folder when it moved (default: the root recorded in the checkpoint).
+
     Raises CheckpointError (unreadable, unsafe or foreign checkpoint; weights that do not fit the generator),
-    ExportOutputError (``out`` cannot be written).
+    ExportOutputError (``out`` cannot be written), TrainingDataNotFoundError (a geometry-aware model whose training
+    triplets cannot be read: without their geometry, predictions would silently assume another one).
     """
     file, folder = Path(ckpt_path), Path(out)
     _check_out_folder(folder)
@@ -158,7 +165,15 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> ExportResult:
         ) from error
     cube = getattr(generator, "cube", None)
     settings = data_settings(checkpoint, file, int(cube) if cube is not None else None)
+    if data_root is not None:
+        settings = replace(settings, data_root=str(data_root))
     info = training_data_info(settings)
+    if info is None and getattr(generator, "uses_geometry", False):
+        raise TrainingDataNotFoundError(
+            f"{file}: the training triplets under {settings.data_root} (from {Path.cwd()}) cannot be read, so the "
+            "geometry-aware model's DRR geometry and voxel size cannot be recorded; run from the training folder or "
+            "pass data_root=<the prepared folder>"
+        )
     if info is None:
         log.warning("the training triplets of %s are not reachable: voxel size and DRR geometry not recorded", file)
     params = dict(checkpoint.get("datamodule_hyper_parameters") or {})
