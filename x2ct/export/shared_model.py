@@ -45,6 +45,7 @@ from x2ct.inference.exported_model import (
 )
 from x2ct.io.hdf5 import read_triplet
 from x2ct.models.allowed_targets import GENERATOR, build_from_config, check_config
+from x2ct.models.gan_module import uses_geometry
 from x2ct.utils.atomic import atomic_output, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path, data_root: str | P
     if data_root is not None:
         settings = replace(settings, data_root=str(data_root))
     info = training_data_info(settings)
-    if info is None and getattr(generator, "uses_geometry", False):
+    if info is None and uses_geometry(generator):
         raise TrainingDataNotFoundError(
             f"{file}: the training triplets under {settings.data_root} (from {Path.cwd()}) cannot be read, so the "
             "geometry-aware model's DRR geometry and voxel size cannot be recorded; run from the training folder or "

@@ -211,10 +211,15 @@ class X2CTGANModule(L.LightningModule):
         ]
         return [opt_g, opt_d], schedulers
 
+    @property
+    def trains_discriminator(self) -> bool:
+        """False with adversarial weight 0: the discriminator has no effect on G, so it is neither run nor stepped."""
+        return self.loss_weights.adversarial > 0
+
     def on_train_epoch_end(self) -> None:
         scheduler_g, scheduler_d = self.lr_schedulers()
         scheduler_g.step()
-        if self.loss_weights.adversarial > 0:  # D's optimizer never steps without the adversarial term
+        if self.trains_discriminator:  # D's optimizer never steps without the adversarial term
             scheduler_d.step()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -247,8 +252,7 @@ class X2CTGANModule(L.LightningModule):
         opt_g, opt_d = self.optimizers()
         real = batch["ct"]
         fake = self(batch["xray1"], batch["xray2"], **geometry_of(batch))
-        # With adversarial weight 0 the discriminator has no effect on G: neither its forward nor its step is run.
-        adversarial = self.loss_weights.adversarial > 0
+        adversarial = self.trains_discriminator
 
         with self.toggled_optimizer(opt_g):
             fake_logits = self.discriminate(fake, batch) if adversarial else None

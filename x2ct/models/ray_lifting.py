@@ -64,6 +64,11 @@ def project_points(points: torch.Tensor, projection: torch.Tensor) -> torch.Tens
     return torch.where(valid, uv, torch.full_like(uv, OUTSIDE_UV))
 
 
+def _matrix_bytes(projection: torch.Tensor) -> bytes:
+    """The matrices' values as float32 bytes on the host (one device read)."""
+    return projection.detach().float().cpu().numpy().tobytes()
+
+
 class SamplingGridCache:
     """LRU cache of ``grid_sample`` grids (N, 1, D*H*W, 2) keyed by the matrices' values and the grid shape.
 
@@ -93,11 +98,11 @@ class SamplingGridCache:
         """The matrices' values as bytes, read from the device once per tensor and version (every time for an
         inference tensor, which has no version counter to tell an in-place change)."""
         if projection.is_inference():
-            return projection.detach().float().cpu().numpy().tobytes()
+            return _matrix_bytes(projection)
         entry = self._values.get(id(projection))
         if entry is not None and entry[0] is projection and entry[1] == projection._version:
             return entry[2]
-        values = projection.detach().float().cpu().numpy().tobytes()
+        values = _matrix_bytes(projection)
         self._values[id(projection)] = (projection, projection._version, values)
         while len(self._values) > max(self.max_entries, 1):
             self._values.popitem(last=False)
