@@ -19,6 +19,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from x2ct.models.onednn_conv import Conv3d
+
 SpatialDims = Literal[2, 3]
 
 STEM_KERNEL: int = 7
@@ -27,7 +29,7 @@ UPSAMPLE_KERNEL: int = 3
 UPSAMPLE_FACTOR: int = 2
 DENSE_KERNEL: int = 3
 
-_CONV: dict[int, type[nn.Module]] = {2: nn.Conv2d, 3: nn.Conv3d}
+_CONV: dict[int, type[nn.Module]] = {2: nn.Conv2d, 3: Conv3d}  # Conv3d: oneDNN at batch 1 on CPU
 _INSTANCE_NORM: dict[int, type[nn.Module]] = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 
 
