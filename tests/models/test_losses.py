@@ -7,6 +7,7 @@ import torch
 
 from x2ct.models.losses import (
     LossWeights,
+    bone_boundary_loss,
     discriminator_loss_terms,
     generator_loss_terms,
     lsgan_loss,
@@ -93,3 +94,49 @@ def test_generator_terms_include_the_weighted_reprojection_with_extra_views() ->
     with pytest.raises(ValueError, match="projection matrices"):
         generator_loss_terms(logits, fake, real, weights)
     assert "reprojection" not in generator_loss_terms(logits, fake, real, LossWeights())
+
+
+def _volume_with_bone(bone_value: float, soft_value: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(volume, bone mask): a 8^3 block of ``soft_value`` with a 4^3 cube of ``bone_value`` in it (N=1, C=1)."""
+    volume = torch.full((1, 1, 8, 8, 8), soft_value)
+    mask = torch.zeros_like(volume, dtype=torch.bool)
+    mask[..., 2:6, 2:6, 2:6] = True
+    return volume.masked_fill(mask, bone_value), mask
+
+
+def test_bone_threshold_is_placed_on_the_unit_scale_through_the_ct_window() -> None:
+    weights = LossWeights(bone=1.0)
+    assert weights.bone_threshold == pytest.approx((250.0 + 1024.0) / 2500.0)
+    assert weights.bone_softness == pytest.approx(50.0 / 2500.0)
+    other = LossWeights(bone=1.0, bone_threshold_hu=400.0, ct_window_hu=(-1000.0, 1000.0))
+    assert other.bone_threshold == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="inside the CT window"):
+        LossWeights(bone_threshold_hu=2000.0)
+    with pytest.raises(ValueError, match="bone_softness_hu"):
+        LossWeights(bone_softness_hu=0.0)
+
+
+def test_bone_boundary_loss_punishes_bone_on_the_wrong_side_of_the_threshold_and_pulls_it_across() -> None:
+    weights = LossWeights(bone=1.0)
+    real, mask = _volume_with_bone(0.8)
+    threshold, softness = weights.bone_threshold, weights.bone_softness
+    right = bone_boundary_loss(real, real, threshold, softness)
+    assert right < 1e-3  # every voxel many softness units on its right side
+    blurred = real.clone().masked_fill(mask, threshold - 2 * softness).requires_grad_()  # bone predicted too dark
+    wrong = bone_boundary_loss(blurred, real, threshold, softness)
+    assert wrong > 100 * right
+    (grad,) = torch.autograd.grad(wrong, blurred)
+    assert (grad[mask] < 0).all()  # descending raises the bone voxels towards the threshold
+    assert grad[~mask].abs().max() < grad[mask].abs().min()
+
+
+def test_generator_terms_add_the_weighted_bone_term_only_when_asked() -> None:
+    real, _ = _volume_with_bone(0.8)
+    fake = real * 0.6
+    without = generator_loss_terms(None, fake, real, LossWeights(adversarial=0.0))
+    assert "bone" not in without
+    weights = LossWeights(adversarial=0.0, bone=2.5)
+    terms = generator_loss_terms(None, fake, real, weights)
+    expected = 2.5 * bone_boundary_loss(fake, real, weights.bone_threshold, weights.bone_softness)
+    assert terms["bone"] == pytest.approx(float(expected))
+    assert terms["total"] == pytest.approx(float(without["total"] + expected))
