@@ -261,3 +261,94 @@ def test_bad_view_name_and_bad_inputs_are_rejected(tiny_generator_kwargs: Callab
     single = SingleViewGenerator(view="xray2", **tiny_generator_kwargs(fused=False))
     with pytest.raises(ValueError, match="needs the xray2 image"):
         single(torch.rand(1, 1, 32, 32), None)
+
+
+# ---------------------------------------------------------------- activation checkpointing
+
+
+def _tiny_generator(single_view: bool, kwargs: Callable[..., dict], **overrides) -> torch.nn.Module:
+    if single_view:
+        return SingleViewGenerator(**kwargs(fused=False), **overrides)
+    return BiplanarGenerator(**kwargs(), **overrides)
+
+
+def _decoder_modules(generator: torch.nn.Module) -> list[torch.nn.Module]:
+    """Modules holding 3D convs that checkpointing recomputes: a Connection-B link, merge, refine and upsample
+    convs of a view branch, and (biplanar) a fused level and the other branch's upsampling."""
+    if isinstance(generator, SingleViewGenerator):
+        branch = generator.branch
+        return [branch.connection_b[0], branch.levels[1].merge_conv, branch.levels[1].refine[0], branch.head[0]]
+    view1 = generator.view1
+    return [
+        view1.connection_b[0],
+        view1.levels[1].merge_conv,
+        view1.levels[1].refine[0],
+        view1.levels[0].up,
+        generator.view2.levels[2].up,
+        generator.fused.levels[1],
+    ]
+
+
+@pytest.mark.parametrize("single_view", [False, True], ids=["biplanar", "single_view"])
+def test_checkpointing_gives_the_same_outputs_and_gradients_with_dropout(
+    single_view: bool, tiny_generator_kwargs: Callable[..., dict]
+) -> None:
+    torch.manual_seed(0)
+    plain = _tiny_generator(single_view, tiny_generator_kwargs, dropout=0.5).train()
+    checkpointed = _tiny_generator(single_view, tiny_generator_kwargs, dropout=0.5, checkpointing=True).train()
+    assert plain.state_dict().keys() == checkpointed.state_dict().keys()
+    checkpointed.load_state_dict(plain.state_dict())
+    xray1, xray2 = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    target = torch.rand(2, 1, 32, 32, 32)
+
+    def step(generator: torch.nn.Module, seed: int) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        inputs = (xray1.clone().requires_grad_(), xray2.clone().requires_grad_())
+        torch.manual_seed(seed)
+        ct = generator(*inputs)
+        (ct - target).abs().mean().backward()
+        gradients = [p.grad.clone() for p in generator.parameters()]
+        generator.zero_grad(set_to_none=True)
+        return ct.detach(), gradients, inputs[0].grad  # xray1: the image both generators use
+
+    ct, gradients, input_gradient = step(plain, seed=1)
+    assert not torch.equal(ct, step(plain, seed=2)[0])  # dropout is active: the seed changes the output
+    ct_checkpointed, gradients_checkpointed, input_gradient_checkpointed = step(checkpointed, seed=1)
+    torch.testing.assert_close(ct_checkpointed, ct, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(input_gradient_checkpointed, input_gradient, rtol=1e-6, atol=1e-7)
+    names = [name for name, _ in plain.named_parameters()]
+    assert len(gradients) == len(gradients_checkpointed) == len(names)
+    for name, expected, actual in zip(names, gradients, gradients_checkpointed, strict=True):
+        assert expected.abs().sum() > 0, name
+        torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("single_view", [False, True], ids=["biplanar", "single_view"])
+def test_checkpointing_recomputes_the_decoder_only_in_training_with_grad(
+    single_view: bool, tiny_generator_kwargs: Callable[..., dict]
+) -> None:
+    torch.manual_seed(0)
+    generator = _tiny_generator(single_view, tiny_generator_kwargs, checkpointing=True)
+    assert generator.checkpointing
+    calls: dict[int, int] = {}
+    modules = _decoder_modules(generator)
+    for index, module in enumerate(modules):
+        # a pre-hook: the recomputation stops once the saved tensors are back, before a module's forward returns
+        module.register_forward_pre_hook(lambda *_, i=index: calls.__setitem__(i, calls.get(i, 0) + 1))
+    xray1, xray2 = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+
+    def forward_calls(training: bool, grad: bool) -> list[int]:
+        calls.clear()
+        generator.train(training)
+        with torch.set_grad_enabled(grad):
+            ct = generator(xray1, xray2)
+            if grad:
+                ct.sum().backward()
+        return [calls.get(i, 0) for i in range(len(modules))]
+
+    assert forward_calls(training=True, grad=True) == [2] * len(modules)  # forward + recomputation in backward
+    assert forward_calls(training=False, grad=True) == [1] * len(modules)
+    assert forward_calls(training=True, grad=False) == [1] * len(modules)
+    generator.checkpointing = False
+    branches = [generator.branch] if single_view else [generator.view1, generator.view2]
+    assert not any(branch.checkpointing for branch in branches)
+    assert forward_calls(training=True, grad=True) == [1] * len(modules)

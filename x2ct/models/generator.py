@@ -15,10 +15,11 @@ and hands the average back to each branch in its own layout.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from x2ct.models.axes import ViewName, check_view, ct_to_view, fuse_views, lift_along_ray, view_to_ct
 from x2ct.models.blocks import (
@@ -77,6 +78,14 @@ def check_architecture(
     for name, convs in decoder_convs.items():
         if len(convs) != n_down or any(int(k) < 0 for k in convs):
             raise ValueError(f"{name} needs {n_down} non-negative entries (one per decoder level), got {tuple(convs)}")
+
+
+def run_checkpointed(enabled: bool, function: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+    """``function(*inputs)``; when ``enabled`` and grad is on, its activations are not kept but recomputed in the
+    backward pass (non-reentrant activation checkpointing; the RNG state is replayed, so dropout matches)."""
+    if enabled and torch.is_grad_enabled():
+        return checkpoint(function, *inputs, use_reentrant=False)
+    return function(*inputs)
 
 
 class DenseEncoder2D(nn.Module):
@@ -197,6 +206,9 @@ class ViewBranch(nn.Module):
     Level 0 (size ``cube / 2**n``) only upsamples the Connection-A volume; level ``L >= 1`` merges the upsampled
     tensor with the Connection-B skip of the same size, refines it with ``decoder_convs[L - 1]`` convs and
     upsamples it (not at the finest level, whose refinement convs belong to the optional ``head``).
+
+    ``checkpointing`` (a plain attribute, not in the state dict): in training mode, recompute each Connection-B
+    link, each level's merge and refine/upsample step and the head in the backward pass (:meth:`run`).
     """
 
     def __init__(
@@ -212,12 +224,14 @@ class ViewBranch(nn.Module):
         decoder_convs: Sequence[int],
         dropout: float,
         build_head: bool,
+        checkpointing: bool = False,
     ) -> None:
         super().__init__()
         check_view(view)
         check_architecture(cube, dense_layers, skip_channels, decoder_channels, {"view_decoder_convs": decoder_convs})
         self.view: ViewName = view
         self.cube = cube
+        self.checkpointing = bool(checkpointing)
         n_down = len(dense_layers)
         self.encoder = DenseEncoder2D(XRAY_CHANNELS, encoder_channels, dense_layers, growth_rate, bottleneck_channels)
         self.connection_a = ConnectionA(self.encoder.out_features, decoder_channels[0], cube // 2**n_down, dropout)
@@ -237,6 +251,10 @@ class ViewBranch(nn.Module):
         self.levels = nn.ModuleList(levels)
         self.head = _view_head(decoder_channels[-1], decoder_convs[-1]) if build_head else None
 
+    def run(self, function: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+        """``function(*inputs)``, checkpointed when :attr:`checkpointing` is on in training mode with grad enabled."""
+        return run_checkpointed(self.checkpointing and self.training, function, *inputs)
+
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(N, 1, cube, cube)`` -> Connection-A volume and Connection-B skips, coarse to fine, view layout."""
         expected = (XRAY_CHANNELS, self.cube, self.cube)
@@ -245,7 +263,7 @@ class ViewBranch(nn.Module):
                 f"{self.view} must have shape (N, {', '.join(map(str, expected))}), got {tuple(image.shape)}"
             )
         pooled, features = self.encoder(image)
-        skips = [link(feature) for link, feature in zip(self.connection_b, features, strict=True)]
+        skips = [self.run(link, feature) for link, feature in zip(self.connection_b, features, strict=True)]
         return self.connection_a(pooled), skips[::-1]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -254,8 +272,10 @@ class ViewBranch(nn.Module):
             raise RuntimeError(f"the {self.view} branch was built without its output head")
         x, skips = self.encode(image)
         for index, level in enumerate(self.levels):
-            x = level.refine_up(x if index == 0 else level.merge(x, skips[index - 1]))
-        return view_to_ct(self.head(x), self.view)
+            if index > 0:
+                x = self.run(level.merge, x, skips[index - 1])
+            x = self.run(level.refine_up, x)
+        return view_to_ct(self.run(self.head, x), self.view)
 
 
 class FusedDecoder(nn.Module):
@@ -302,6 +322,11 @@ class BiplanarGenerator(nn.Module):
             default is False: identical CT output, 24,834 fewer parameters in the paper configuration, and DDP
             needs no ``find_unused_parameters``. Set True to match the official parameter count (61,740,467)
             and to use :meth:`forward_with_view_outputs`.
+        checkpointing: activation checkpointing of the 3D decoder: in training mode with grad enabled, each
+            Connection-B link and each decoder level's 3D convs (both branches' merge and refine/upsample steps,
+            the fused levels) are recomputed in the backward pass instead of keeping their activations (less
+            memory, about one more decoder forward of time; the same outputs and gradients). Not in the state
+            dict; may be switched after construction.
     """
 
     def __init__(
@@ -317,6 +342,7 @@ class BiplanarGenerator(nn.Module):
         fused_decoder_convs: Sequence[int] = PAPER_FUSED_DECODER_CONVS,
         dropout: float = PAPER_DROPOUT,
         build_view_heads: bool = False,
+        checkpointing: bool = False,
     ) -> None:
         super().__init__()
         check_architecture(
@@ -342,6 +368,16 @@ class BiplanarGenerator(nn.Module):
         self.view1 = ViewBranch("xray1", *branch_args)
         self.view2 = ViewBranch("xray2", *branch_args)
         self.fused = FusedDecoder(decoder_channels, fused_decoder_convs)
+        self.checkpointing = checkpointing
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether the 3D decoder is recomputed in the backward pass (training mode only); sets both branches."""
+        return self.view1.checkpointing
+
+    @checkpointing.setter
+    def checkpointing(self, enabled: bool) -> None:
+        self.view1.checkpointing = self.view2.checkpointing = bool(enabled)
 
     def _decode(self, xray1: torch.Tensor, xray2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns the fused finest features (CT order) and each branch's finest input to its head (view layout)."""
@@ -350,15 +386,17 @@ class BiplanarGenerator(nn.Module):
         if x1.shape[0] != x2.shape[0]:
             raise ValueError(f"xray1 and xray2 batch sizes differ: {x1.shape[0]} vs {x2.shape[0]}")
         fused: torch.Tensor | None = None
+        recompute = self.checkpointing and self.training
         levels = zip(self.view1.levels, self.view2.levels, self.fused.levels, strict=True)
         for index, (level1, level2, level_fused) in enumerate(levels):
             if index > 0:
-                x1 = level1.merge(x1, skips1[index - 1])
-                x2 = level2.merge(x2, skips2[index - 1])
+                x1 = run_checkpointed(recompute, level1.merge, x1, skips1[index - 1])
+                x2 = run_checkpointed(recompute, level2.merge, x2, skips2[index - 1])
             average = fuse_views(x1, x2)
-            fused = level_fused(average) if fused is None else level_fused(average, fused)
-            x1 = level1.refine_up(ct_to_view(average, "xray1"))
-            x2 = level2.refine_up(ct_to_view(average, "xray2"))
+            fused_inputs = (average,) if fused is None else (average, fused)
+            fused = run_checkpointed(recompute, level_fused, *fused_inputs)
+            x1 = run_checkpointed(recompute, level1.refine_up, ct_to_view(average, "xray1"))
+            x2 = run_checkpointed(recompute, level2.refine_up, ct_to_view(average, "xray2"))
         assert fused is not None
         return fused, x1, x2
 
@@ -386,6 +424,8 @@ class SingleViewGenerator(nn.Module):
     ``forward(xray1, xray2)`` keeps the biplanar call signature and uses only the image named by ``view``
     (the other may be None): ``(N, 1, cube, cube)`` in [0, 1] -> CT ``(N, 1, cube, cube, cube)`` in CT order,
     values >= 0. Arguments as for :class:`BiplanarGenerator`; ``view`` is ``"xray1"`` (AP) or ``"xray2"``.
+    ``checkpointing`` recomputes the branch's Connection-B links, decoder levels and head (its finest-level
+    refinement convs) in the backward pass in training mode.
     """
 
     def __init__(
@@ -400,6 +440,7 @@ class SingleViewGenerator(nn.Module):
         decoder_channels: Sequence[int] = PAPER_DECODER_CHANNELS,
         view_decoder_convs: Sequence[int] = PAPER_VIEW_DECODER_CONVS,
         dropout: float = PAPER_DROPOUT,
+        checkpointing: bool = False,
     ) -> None:
         super().__init__()
         check_view(view)
@@ -417,7 +458,17 @@ class SingleViewGenerator(nn.Module):
             view_decoder_convs,
             dropout,
             build_head=True,
+            checkpointing=checkpointing,
         )
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether the branch's 3D decoder is recomputed in the backward pass (training mode only)."""
+        return self.branch.checkpointing
+
+    @checkpointing.setter
+    def checkpointing(self, enabled: bool) -> None:
+        self.branch.checkpointing = bool(enabled)
 
     def forward(self, xray1: torch.Tensor | None, xray2: torch.Tensor | None = None) -> torch.Tensor:
         image = xray1 if self.view == "xray1" else xray2
