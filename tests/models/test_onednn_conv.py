@@ -50,3 +50,20 @@ def test_state_dict_and_type_are_those_of_nn_conv3d() -> None:
     assert isinstance(ours, nn.Conv3d)
     assert ours.state_dict().keys() == native.state_dict().keys()
     assert isinstance(conv_layer(3, 2, 4, 3), Conv3d)
+
+
+def test_a_pytorch_that_cannot_report_its_backend_runs_plain_convolutions_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import x2ct.models.onednn_conv as onednn_conv
+
+    monkeypatch.setattr(onednn_conv, "_SELECT_BACKEND", None)
+    monkeypatch.setattr(onednn_conv, "_unavailable_reported", False)
+    ours, native = _pair(4, 4, padding=1)
+    x = torch.randn(1, 4, 6, 6, 6)
+    with caplog.at_level("WARNING", logger=onednn_conv.__name__):
+        torch.testing.assert_close(ours(x), native(x))
+        ours(torch.randn(1, 4, 5, 5, 5))
+    assert ours._stack_by_shape == {(1, 4, 6, 6, 6): False, (1, 4, 5, 5, 5): False}
+    warnings = [r for r in caplog.records if "cannot report its convolution backend" in r.getMessage()]
+    assert len(warnings) == 1

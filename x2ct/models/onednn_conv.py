@@ -14,19 +14,48 @@ only where PyTorch would otherwise choose the slow backend (asked once per input
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+log = logging.getLogger(__name__)
+
 SLOW_BACKENDS: tuple[str, ...] = ("Slow3d",)
 STACKED_GROUPS: int = 2
+_SELECT_BACKEND = getattr(torch._C, "_select_conv_backend", None)  # private: may go away in a later PyTorch
+_unavailable_reported = False
 
 
-def _native_backend(conv: nn.Conv3d, x: torch.Tensor) -> str:
-    """The backend PyTorch picks for ``conv(x)`` (its enum name, e.g. ``"Mkldnn"`` or ``"Slow3d"``)."""
-    backend = torch._C._select_conv_backend(
-        x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, False, (0, 0, 0), conv.groups
-    )
+def _report_unavailable(reason: str) -> None:
+    """Say once that :class:`Conv3d` leaves every call to PyTorch's own backend choice, and why."""
+    global _unavailable_reported
+    if not _unavailable_reported:
+        log.warning(
+            "PyTorch %s cannot report its convolution backend (%s): batch-1 CPU 3D convolutions run on the backend "
+            "PyTorch picks, which may be its slow one",
+            torch.__version__,
+            reason,
+        )
+        _unavailable_reported = True
+
+
+def _native_backend(conv: nn.Conv3d, x: torch.Tensor) -> str | None:
+    """The backend PyTorch picks for ``conv(x)`` (its enum name, e.g. ``"Mkldnn"`` or ``"Slow3d"``); None when this
+    PyTorch cannot say (then :class:`Conv3d` leaves every call to PyTorch, and says so once)."""
+    global _SELECT_BACKEND
+    if _SELECT_BACKEND is None:
+        _report_unavailable("no torch._C._select_conv_backend")
+        return None
+    try:
+        backend = _SELECT_BACKEND(
+            x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, False, (0, 0, 0), conv.groups
+        )
+    except (TypeError, RuntimeError) as error:  # a changed private signature
+        _SELECT_BACKEND = None
+        _report_unavailable(str(error))
+        return None
     return backend.name
 
 
