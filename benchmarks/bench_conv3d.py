@@ -19,7 +19,6 @@ Prints the median seconds and native/ours ratios, and saves JSON (default
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from x2ct.models.onednn_conv import Conv3d  # noqa: E402
-from x2ct.utils.machine import describe_machine, host_activity  # noqa: E402
+from x2ct.utils.machine import describe_machine, host_activity, save_report  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 LAYER_CASES: tuple[tuple[int, int], ...] = ((16, 64), (16, 32), (32, 16), (64, 8), (128, 4), (256, 4))  # (C, side)
@@ -152,10 +151,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report["layers"] = [] if args.skip_layers else bench_layers(args.repeats)
     report["generators"] = bench_generators(args.generators, args.cubes, args.override, args.repeats)
     report["host_activity_after"] = host_activity()
-    out = args.out or RESULTS_DIR / f"conv3d_{report['machine']['hostname']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {out}")
+    save_report(report, args.out or RESULTS_DIR / f"conv3d_{report['machine']['hostname']}.json")
     return report
 
 

@@ -14,7 +14,6 @@ worker count.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from x2ct.config_dir import CONFIG_DIR  # noqa: E402
-from x2ct.utils.machine import describe_machine, host_activity  # noqa: E402
+from x2ct.utils.machine import describe_machine, host_activity, save_report  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 LATERAL_ANGLES = "[90]"  # the loader reads xray1 and the 90-degree lateral only
@@ -115,10 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rates = ", ".join(f"{rate:.1f}" for rate in record["samples_per_s_per_epoch"])
             print(f"workers {workers}: samples/s per epoch {rates}", flush=True)
             report["loader"].append(record)
-    out = args.out or RESULTS_DIR / f"loader_{report['machine']['hostname']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {out}")
+    save_report(report, args.out or RESULTS_DIR / f"loader_{report['machine']['hostname']}.json")
     return report
 
 

@@ -14,10 +14,12 @@ Tensors are ``(N, C, H, W)`` for ``spatial_dims=2`` and ``(N, C, D, H, W)`` for 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from x2ct.models.onednn_conv import Conv3d
 
@@ -65,6 +67,14 @@ def instance_norm(spatial_dims: SpatialDims, channels: int) -> nn.Module:
     _check_spatial_dims(spatial_dims)
     _check_positive(channels=channels)
     return _INSTANCE_NORM[spatial_dims](channels, affine=False, track_running_stats=False)
+
+
+def run_checkpointed(enabled: bool, function: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+    """``function(*inputs)``; when ``enabled`` and grad is on, its activations are not kept but recomputed in the
+    backward pass (non-reentrant activation checkpointing; the RNG state is replayed, so dropout matches)."""
+    if enabled and torch.is_grad_enabled():
+        return checkpoint(function, *inputs, use_reentrant=False)
+    return function(*inputs)
 
 
 class ConvNormAct(nn.Sequential):

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from x2ct.models.axes import ViewName, check_view, ct_to_view, fuse_views, lift_along_ray, view_to_ct
 from x2ct.models.blocks import (
@@ -30,6 +29,7 @@ from x2ct.models.blocks import (
     ReflectionStem2D,
     Transition,
     UpConvNormAct3D,
+    run_checkpointed,
 )
 
 # The paper configuration (official d2_multiview2500.yml), used as constructor defaults.
@@ -78,14 +78,6 @@ def check_architecture(
     for name, convs in decoder_convs.items():
         if len(convs) != n_down or any(int(k) < 0 for k in convs):
             raise ValueError(f"{name} needs {n_down} non-negative entries (one per decoder level), got {tuple(convs)}")
-
-
-def run_checkpointed(enabled: bool, function: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
-    """``function(*inputs)``; when ``enabled`` and grad is on, its activations are not kept but recomputed in the
-    backward pass (non-reentrant activation checkpointing; the RNG state is replayed, so dropout matches)."""
-    if enabled and torch.is_grad_enabled():
-        return checkpoint(function, *inputs, use_reentrant=False)
-    return function(*inputs)
 
 
 class DenseEncoder2D(nn.Module):

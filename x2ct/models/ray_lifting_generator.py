@@ -27,10 +27,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from x2ct.models.axes import VIEW_NAMES
-from x2ct.models.blocks import ConvNormAct, conv_layer
+from x2ct.models.blocks import ConvNormAct, conv_layer, run_checkpointed
 from x2ct.models.ray_lifting import (
     SamplingGridCache,
     fuse_lifted,
@@ -274,6 +273,4 @@ class RayLiftingGenerator(nn.Module):
         return self.head(x)
 
     def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(module, x, use_reentrant=False)
-        return module(x)
+        return run_checkpointed(self.checkpointing and self.training, module, x)

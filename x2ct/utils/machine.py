@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import socket
@@ -105,3 +106,11 @@ def host_activity(sample_s: float = ACTIVITY_SAMPLE_S, top: int = TOP_PROCESSES)
     ]
     load = [float(value) for value in loadavg.read_text().split()[:3]]
     return {"available": True, "load_average_1_5_15": load, "sample_s": sample_s, "top_processes": processes}
+
+
+def save_report(report: dict[str, Any], out: Path) -> Path:
+    """Write a benchmark's ``report`` as indented JSON to ``out`` (parents created) and say where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"saved {out}")
+    return out
