@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,7 +71,11 @@ def test_csv_and_offline_wandb_loggers(
     assert wandb.run is None  # finished after the job
 
 
-MODELS = {"x2ct_gan": "biplanar", "ray_lifting": "ray_lifting"}  # model option -> its generator's tiny sizes
+# model option -> its generator's tiny sizes
+MODELS = {"x2ct_gan": "biplanar", "ray_lifting": "ray_lifting", "ray_implicit": "ray_implicit"}
+# model option -> (optimizer steps of 2 epochs x 2 batches, epochs each LR scheduler stepped): the ray-implicit model
+# trains without the adversarial term, so its discriminator's optimizer and scheduler never step
+RESUMED_STEPS = {"x2ct_gan": (8, [2, 2]), "ray_lifting": (8, [2, 2]), "ray_implicit": (4, [2, 0])}
 
 
 def model_overrides(model: str, tiny_train_overrides_for: Callable[..., tuple[str, ...]]) -> list[str]:
@@ -100,11 +105,12 @@ def test_resume_continues_epochs_optimizers_and_schedulers(
     second = tmp_path / "second"
     train(compose_train_config(second, [*base, "trainer.max_epochs=2", f"ckpt_path={last}"]))
     checkpoint = torch.load(second / "checkpoints" / "last.ckpt", weights_only=False)
-    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 8  # 2 epochs x 2 batches x (G + D)
-    assert [s["last_epoch"] for s in checkpoint["lr_schedulers"]] == [2, 2]
+    global_step, scheduler_epochs = RESUMED_STEPS[model]
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == global_step  # 2 epochs x 2 batches x (G (+ D))
+    assert [s["last_epoch"] for s in checkpoint["lr_schedulers"]] == scheduler_epochs
     assert checkpoint["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(2e-4 * official_lr_lambda(1, 3)(2))
     adam_steps = {int(state["step"]) for opt in checkpoint["optimizer_states"] for state in opt["state"].values()}
-    assert adam_steps == {4}  # each optimizer stepped on 4 batches across the two runs
+    assert adam_steps == {4}  # each optimizer that steps stepped on 4 batches across the two runs
 
 
 @pytest.mark.full  # about 30 s on 2 CPU cores
@@ -213,3 +219,38 @@ def test_demo_training_is_reproducible(
     assert weights[0].keys() == weights[1].keys()
     different = [name for name in weights[0] if not torch.equal(weights[0][name], weights[1][name])]
     assert not different, different[:5]
+
+
+def test_ray_implicit_model_trains_evaluates_and_predicts(
+    data_root: Path,
+    tiny_train_overrides_for: Callable[..., tuple[str, ...]],
+    compose_train_config: ComposeTrain,
+    synthetic_xray: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """model=ray_implicit: point-sampled training, x2ct-eval's loop on the test split and x2ct-predict's predictor
+    (which must hand the generator the views' matrices) all run on the same checkpoint."""
+    from x2ct.inference.predictor import Predictor
+    from x2ct.models import RayImplicitGenerator
+
+    overrides = [
+        f"data.root={data_root}",
+        *model_overrides("ray_implicit", tiny_train_overrides_for),
+        *ONE_SHORT_EPOCH,
+        "evaluation.enabled=true",
+        "evaluation.n_boot=20",
+        "evaluation.figures=false",
+    ]
+    metrics = train(compose_train_config(tmp_path, overrides))
+    assert "train/g_reconstruction_epoch" in metrics and "train/g_bone_epoch" in metrics
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["n_cases"] == 2 and metrics["eval/PSNR-3D"] == pytest.approx(written["PSNR-3D"])
+    predictor = Predictor.from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert isinstance(predictor.model.generator, RayImplicitGenerator)
+    prediction = predictor.predict_images(synthetic_xray(), synthetic_xray(lateral=True), preprocess="aligned")
+    images = [torch.from_numpy(x / 255.0).float()[None, None] for x in (prediction.xray1, prediction.xray2)]
+    matrices = [torch.from_numpy(m)[None] for m in (prediction.proj_xray1, prediction.proj_xray2)]
+    with torch.no_grad():
+        unit = predictor.model.reconstruct(*images, *matrices)[0, 0].numpy()
+    assert unit.std() > 0
+    np.testing.assert_allclose(prediction.volume.hu, unit * 2500.0 - 1024.0, atol=1e-3)

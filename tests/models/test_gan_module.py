@@ -178,3 +178,64 @@ def test_bf16_mixed_precision_step(data_root: Path, tiny_module: Callable[..., X
     after = list(module.generator.parameters())
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in after)  # fp32 master weights
     assert any(not torch.equal(a, p) for a, p in zip(before, after, strict=True))
+
+
+# ----------------------------------------------------------------------------------- point-sampled training
+TINY_RAY_IMPLICIT: dict[str, Any] = {
+    "_target_": "x2ct.models.RayImplicitGenerator",
+    "cube": CUBE,
+    "encoder_channels": [4, 8],
+    "encoder_convs": 1,
+    "hidden_channels": 16,
+    "hidden_layers": 2,
+}
+POINT_LOSS = {"adversarial": 0.0, "projection": 0.0, "reconstruction": 10.0, "bone": 0.1}
+
+
+def ray_implicit_module(**kwargs: Any) -> X2CTGANModule:
+    options = {
+        "generator": TINY_RAY_IMPLICIT,
+        "discriminator": {"_target_": "x2ct.models.PatchDiscriminator3D", "base_channels": 4},
+        "loss": POINT_LOSS,
+        "point_sampling": {"points": 512},
+        "val_ssim": False,
+    }
+    return X2CTGANModule(**(options | kwargs))
+
+
+def test_point_sampled_steps_train_the_whole_volume_without_predicting_it(data_root: Path, tmp_path: Path) -> None:
+    """Steps on 512 sampled voxels (of 32^3) lower the error of the whole predicted volume; training never runs the
+    whole-volume forward, and the discriminator is never stepped."""
+    torch.manual_seed(0)
+    module = ray_implicit_module(optimizer_g={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 3e-3})
+    datamodule = X2CTDataModule(data_root, cube=CUBE, val_fraction=0.0, batch_size=1)
+    datamodule.setup("fit")
+    case = datamodule.train_set[0]
+    batch = {k: v[None] for k, v in case.items() if isinstance(v, torch.Tensor)}
+
+    def error() -> float:
+        module.eval()
+        value = float((module.reconstruct_batch(batch) - batch["ct"]).square().mean())
+        module.train()
+        return value
+
+    before = error()
+    forward_calls: list[int] = []
+    module.generator.register_forward_hook(lambda *_: forward_calls.append(1))
+    d_before = [p.detach().clone() for p in module.discriminator.parameters()]
+    trainer = tiny_trainer(tmp_path, max_steps=40, limit_val_batches=0, limit_train_batches=1)
+    trainer.fit(module, datamodule=datamodule)
+    assert not forward_calls
+    after = error()
+    assert after < 0.5 * before, (before, after)
+    assert trainer.global_step == 40  # generator steps only
+    assert all(torch.equal(a, p) for a, p in zip(d_before, module.discriminator.parameters(), strict=True))
+
+
+def test_point_sampled_training_refuses_whole_volume_terms_and_generators_without_points(
+    tiny_module: Callable[..., X2CTGANModule],
+) -> None:
+    with pytest.raises(ValueError, match=r"whole volume.*adversarial.*model.loss"):
+        ray_implicit_module(loss=POINT_LOSS | {"adversarial": 0.1})
+    with pytest.raises(ValueError, match="BiplanarGenerator"):
+        tiny_module(loss=POINT_LOSS, point_sampling={"points": 64})

@@ -11,6 +11,7 @@ from x2ct.models.losses import (
     discriminator_loss_terms,
     generator_loss_terms,
     lsgan_loss,
+    point_loss_terms,
     projection_loss,
     reconstruction_loss,
     reprojection_loss,
@@ -140,3 +141,18 @@ def test_generator_terms_add_the_weighted_bone_term_only_when_asked() -> None:
     expected = 2.5 * bone_boundary_loss(fake, real, weights.bone_threshold, weights.bone_softness)
     assert terms["bone"] == pytest.approx(float(expected))
     assert terms["total"] == pytest.approx(float(without["total"] + expected))
+
+
+def test_point_loss_terms_are_the_voxel_terms_at_the_sampled_points() -> None:
+    target = torch.tensor([[0.0, 0.2, 0.7, 0.9]])
+    weights = LossWeights(reconstruction=10.0, bone=0.5)
+    same = point_loss_terms(target.clone(), target, weights)
+    assert same["reconstruction"] == 0.0
+    predicted = target + torch.tensor([[0.1, 0.0, 0.0, -0.1]])
+    terms = point_loss_terms(predicted, target, weights)
+    assert terms["reconstruction"].item() == pytest.approx(10.0 * 0.02 / 4)
+    assert terms["bone"].item() == pytest.approx(
+        0.5 * bone_boundary_loss(predicted, target, weights.bone_threshold, weights.bone_softness).item()
+    )
+    assert terms["total"] == terms["reconstruction"] + terms["bone"]
+    assert "bone" not in point_loss_terms(predicted, target, LossWeights())

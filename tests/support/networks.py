@@ -38,6 +38,15 @@ TINY_RAY_LIFTING: dict[str, Any] = {
 }
 
 
+# Tiny widths of the ray-implicit generator: a two-level 2D encoder and a narrow MLP.
+TINY_RAY_IMPLICIT: dict[str, Any] = {
+    "encoder_channels": (4, 8),
+    "encoder_convs": 1,
+    "hidden_channels": 16,
+    "hidden_layers": 2,
+}
+
+
 def tiny_generator_options(generator: str = "biplanar", cube: int = TINY_CUBE) -> dict[str, Any]:
     """Tiny widths (without ``cube``) for an option of the ``model/generator`` config group."""
     if generator == "biplanar":
@@ -46,6 +55,8 @@ def tiny_generator_options(generator: str = "biplanar", cube: int = TINY_CUBE) -
         options = tiny_generator_kwargs(cube, fused=False)
     elif generator == "ray_lifting":
         options = dict(TINY_RAY_LIFTING)
+    elif generator == "ray_implicit":
+        options = dict(TINY_RAY_IMPLICIT)
     else:
         raise KeyError(f"no tiny sizes for model/generator={generator}: add them to tests/support/networks.py")
     options.pop("cube", None)  # the generator configs interpolate data.cube

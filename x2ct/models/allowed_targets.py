@@ -39,6 +39,8 @@ GENERATOR_TARGETS: frozenset[str] = frozenset(
         "x2ct.models.generator.SingleViewGenerator",
         "x2ct.models.RayLiftingGenerator",
         "x2ct.models.ray_lifting_generator.RayLiftingGenerator",
+        "x2ct.models.RayImplicitGenerator",
+        "x2ct.models.ray_implicit_generator.RayImplicitGenerator",
     }
 )
 DISCRIMINATOR_TARGETS: frozenset[str] = frozenset(

@@ -35,8 +35,9 @@ from x2ct.models.allowed_targets import (
     describe_unpickling_refusal,
 )
 from x2ct.models.init import init_weights
-from x2ct.models.losses import LossWeights, discriminator_loss_terms, generator_loss_terms
+from x2ct.models.losses import LossWeights, discriminator_loss_terms, generator_loss_terms, point_loss_terms
 from x2ct.models.metric_tracker import ReconstructionMetrics
+from x2ct.models.point_sampling import PointSampling, sample_voxel_indices, values_at, voxel_centres
 
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip")
 PROJECTION_KEYS: tuple[str, str] = ("proj_xray1", "proj_xray2")
@@ -91,6 +92,9 @@ class X2CTGANModule(L.LightningModule):
         init_std: N(0, std) initialization of conv/linear weights (None keeps the networks' own init).
         on_nonfinite: "raise" stops with an error naming the step and loss term; "skip" drops that step.
         val_ssim: compute 3D SSIM in validation (about 1 s per 128^3 volume on a CPU).
+        point_sampling: :class:`PointSampling` fields; with ``points > 0`` each generator step evaluates only that
+            many sampled voxels per case (a generator with ``predict_points``, e.g. the ray-implicit one) and
+            trains on the voxel terms (reconstruction, bone); the whole-volume terms must then be 0.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class X2CTGANModule(L.LightningModule):
         init_std: float | None = 0.02,
         on_nonfinite: str = "raise",
         val_ssim: bool = True,
+        point_sampling: Mapping[str, Any] | PointSampling | None = None,
     ) -> None:
         super().__init__()
         if on_nonfinite not in NONFINITE_POLICIES:
@@ -117,7 +122,7 @@ class X2CTGANModule(L.LightningModule):
             name for name, v in (("generator", generator), ("discriminator", discriminator)) if isinstance(v, nn.Module)
         ]
         self.save_hyperparameters(ignore=modules)
-        for key in ("generator", "discriminator", "optimizer_g", "optimizer_d", "loss"):
+        for key in ("generator", "discriminator", "optimizer_g", "optimizer_d", "loss", "point_sampling"):
             if key in self.hparams:
                 self.hparams[key] = _plain(self.hparams[key])
         self.generator = _build(generator, GENERATOR)
@@ -133,8 +138,31 @@ class X2CTGANModule(L.LightningModule):
             dict(check_config(optimizer_g or DEFAULT_ADAM, OPTIMIZER, "optimizer_g")),
             dict(check_config(optimizer_d or DEFAULT_ADAM, OPTIMIZER, "optimizer_d")),
         )
+        self.point_sampling = (
+            point_sampling if isinstance(point_sampling, PointSampling) else PointSampling(**dict(point_sampling or {}))
+        )
+        if self.point_sampling.enabled:
+            self._check_point_training()
         self.eval_metrics = ReconstructionMetrics(ssim=val_ssim)
         self.skipped_steps = 0
+
+    def _check_point_training(self) -> None:
+        """Point-sampled training needs a generator that predicts points and no whole-volume loss term."""
+        if not callable(getattr(self.generator, "predict_points", None)):
+            raise ValueError(
+                f"model.point_sampling.points > 0 needs a generator that predicts sampled points "
+                f"(model/generator=ray_implicit); {type(self.generator).__name__} does not"
+            )
+        whole_volume = {
+            name: getattr(self.loss_weights, name)
+            for name in ("adversarial", "projection", "reprojection")
+            if getattr(self.loss_weights, name) > 0
+        }
+        if whole_volume:
+            raise ValueError(
+                f"point-sampled training (model.point_sampling.points > 0) has no whole volume for the loss terms "
+                f"{whole_volume}: set model.loss.<term>=0 for each, or model.point_sampling.points=0"
+            )
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -250,6 +278,9 @@ class X2CTGANModule(L.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
+        if self.point_sampling.enabled:
+            self._point_step(opt_g, batch)
+            return
         real = batch["ct"]
         fake = self(batch["xray1"], batch["xray2"], **geometry_of(batch))
         adversarial = self.trains_discriminator
@@ -265,6 +296,25 @@ class X2CTGANModule(L.LightningModule):
                 opt_g.step()
         d_terms = self._discriminator_step(opt_d, real, fake, batch) if adversarial else {}
         self._log_training_terms(g_terms, d_terms, real.shape[0])
+
+    def _point_step(self, opt_g: torch.optim.Optimizer, batch: Mapping[str, Any]) -> None:
+        """One generator step on ``point_sampling.points`` sampled voxels per case."""
+        real = batch["ct"]
+        sampling = self.point_sampling
+        indices = sample_voxel_indices(
+            real,
+            int(sampling.points),
+            float(sampling.foreground_fraction),
+            sampling.foreground_threshold(self.loss_weights.ct_window_hu),
+        )
+        points = voxel_centres(indices, tuple(real.shape[-3:])).to(real.dtype)
+        predicted = self.generator.predict_points(points, batch["xray1"], batch["xray2"], **geometry_of(batch))
+        g_terms = point_loss_terms(predicted, values_at(real, indices), self.loss_weights)
+        opt_g.zero_grad(set_to_none=True)
+        if self._finite_or_handle(g_terms, "generator", batch):
+            self.manual_backward(g_terms["total"])
+            opt_g.step()
+        self._log_training_terms(g_terms, {}, real.shape[0])
 
     def _discriminator_step(
         self, opt_d: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor, batch: Mapping[str, Any]

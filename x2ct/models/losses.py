@@ -203,6 +203,21 @@ def generator_loss_terms(
     return terms
 
 
+def point_loss_terms(predicted: torch.Tensor, target: torch.Tensor, weights: LossWeights) -> dict[str, torch.Tensor]:
+    """Weighted ``reconstruction`` (and ``bone``, when its weight is positive) terms and their ``total`` of a
+    point-sampled step: ``predicted`` and ``target`` are the values (N, M) at the same sampled voxels. The terms
+    that need whole volumes (adversarial, projection, re-projection) have no point form."""
+    terms = {
+        "reconstruction": weights.reconstruction * reconstruction_loss(predicted, target, weights.reconstruction_kind)
+    }
+    if weights.bone > 0:
+        terms["bone"] = weights.bone * bone_boundary_loss(
+            predicted, target, weights.bone_threshold, weights.bone_softness
+        )
+    terms["total"] = sum(terms.values())  # type: ignore[assignment]
+    return terms
+
+
 def discriminator_loss_terms(
     real_logits: torch.Tensor, fake_logits: torch.Tensor, weights: LossWeights
 ) -> dict[str, torch.Tensor]:

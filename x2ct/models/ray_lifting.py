@@ -57,7 +57,21 @@ def project_points(points: torch.Tensor, projection: torch.Tensor) -> torch.Tens
     """
     if projection.dim() != 3 or projection.shape[1:] != (3, 4):
         raise ValueError(f"projection matrices must be (N, 3, 4), got {tuple(projection.shape)}")
-    homogeneous = torch.einsum("nij,mj->nmi", projection.to(points.dtype), points)
+    return _dehomogenize(torch.einsum("nij,mj->nmi", projection.to(points.dtype), points))
+
+
+def project_point_sets(points: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """:func:`project_points` with one set of points per case: ``points`` (N, M, 4), ``projection`` (N, 3, 4) ->
+    (N, M, 2)."""
+    if projection.dim() != 3 or projection.shape[1:] != (3, 4):
+        raise ValueError(f"projection matrices must be (N, 3, 4), got {tuple(projection.shape)}")
+    if points.dim() != 3 or points.shape[-1] != 4 or points.shape[0] != projection.shape[0]:
+        raise ValueError(f"points must be (N, M, 4) for {projection.shape[0]} matrices, got {tuple(points.shape)}")
+    return _dehomogenize(torch.einsum("nij,nmj->nmi", projection.to(points.dtype), points))
+
+
+def _dehomogenize(homogeneous: torch.Tensor) -> torch.Tensor:
+    """``(u s, v s, s)`` (..., 3) -> ``(u, v)`` (..., 2); ``s <= 0`` -> outside the image."""
     depth = homogeneous[..., 2:3]
     valid = depth > HOMOGENEOUS_EPS
     uv = homogeneous[..., :2] / torch.where(valid, depth, torch.ones_like(depth))
