@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The whole pipeline on phantoms, offline: 64^3 cases at 2 mm (the paper's 128 mm field of view) with lateral views at
-# 60-120 degrees, training of the `demo` experiment (the geometry-aware ray-lifting model on random lateral angles) with
-# CSV + offline W&B logging, and a report at 90 and 75 degrees against the mean-volume baseline and the paper model.
+# 60-120 degrees, training of the `demo` experiment (the geometry-aware ray-implicit model on random lateral angles)
+# with CSV + offline W&B logging, and a report at 90 and 75 degrees against the mean-volume baseline and the paper model.
 demo: $(STAMP)
 	$(BIN)/x2ct-prepare source=phantom source.n_cases=$(DEMO_CASES) out_dir=$(DEMO_DATA) \
 		volume.cube=64 'volume.spacing_mm=[2.0,2.0,2.0]' 'lateral_angles=$(DEMO_ANGLES)' n_previews=2

@@ -1,7 +1,7 @@
 """Benchmark: x2ct's ``Conv3d`` (oneDNN at batch 1 on CPU) against ``torch.nn.Conv3d``, per layer and per generator.
 
     python benchmarks/bench_conv3d.py [--generators ray_lifting biplanar] [--cubes 64 128]
-        [--override experiment=demo ...] [--repeats 3] [--out results.json]
+        [--override experiment=demo_ray_lifting ...] [--repeats 3] [--out results.json]
 
 PyTorch sends a batch-1 float32 CPU convolution with a 3^3 kernel and ``C * D * H <= 20480`` to its slow native 3D
 backend (see :mod:`x2ct.models.onednn_conv`). Two measurements, interleaved (native, ours, native, ours, ...) in one

@@ -27,6 +27,7 @@ from x2ct.inference.radiograph_geometry import GeometryOptions
 from x2ct.io.nifti import save_volume_nifti
 from x2ct.models.gan_module import DEFAULT_ADAM, X2CTGANModule
 from x2ct.models.losses import LossWeights
+from x2ct.models.point_sampling import PointSampling
 from x2ct.predict import REQUIRED_KEYS
 from x2ct.preparation.pipeline import PrepareSettings
 from x2ct.preparation.xray_preprocess import PaperPreprocessConfig
@@ -171,12 +172,17 @@ def test_discriminator_configs_restate_their_constructors(compose_config: Callab
 
 def test_gan_module_config_restates_its_defaults(train_cfg: DictConfig) -> None:
     """``x2ct_gan.yaml`` (the default model): the optimizers are the module's default Adam (with torch's own
-    weight decay), the loss its LossWeights defaults."""
+    weight decay), the loss its LossWeights defaults, the point sampling its PointSampling defaults (off)."""
     node = train_cfg.model
     assert get_class(node._target_) is X2CTGANModule
     defaults = code_defaults(X2CTGANModule)
     adam = {**DEFAULT_ADAM, "weight_decay": code_defaults(torch.optim.Adam)["weight_decay"]}
-    defaults |= {"optimizer_g": adam, "optimizer_d": adam, "loss": asdict(LossWeights())}
+    defaults |= {
+        "optimizer_g": adam,
+        "optimizer_d": adam,
+        "loss": asdict(LossWeights()),
+        "point_sampling": asdict(PointSampling()),
+    }
     assert mismatches(node, defaults) == []
 
 

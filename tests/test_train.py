@@ -194,14 +194,14 @@ def test_demo_training_is_reproducible(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two runs of the demo experiment (the ray-lifting model on random lateral angles, at 32^3) in one process
+    """Two runs of the demo experiment (the ray-implicit model on random lateral angles, at 32^3) in one process
     configuration end with bit-identical weights:
     the seed fixes initialization, data order and validation hold-out, and the demo asks for deterministic kernels."""
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # Lightning sets it with deterministic; restored after
     overrides = [
         "experiment=demo",
         f"data.root={data_root}",
-        *tiny_train_overrides_for(generator="ray_lifting"),
+        *tiny_train_overrides_for(generator="ray_implicit"),
         "trainer.max_epochs=2",
         "trainer.limit_train_batches=2",
         "trainer.limit_val_batches=1",

@@ -1,4 +1,4 @@
-"""The geometry-aware generator of ``make demo`` (its widths, optimizer and re-projection loss at 32^3) memorizes one
+"""The ray-lifting generator of ``experiment=demo_ray_lifting`` (its widths, optimizer and re-projection loss at 32^3) memorizes one
 phantom to bone Dice > 0.8: a model that cannot overfit one case cannot learn the spine (issue 8).
 
 The voxel loss is MSE plus the bone-boundary term here: on this case they pass Dice 0.8 after about 650 steps, where
@@ -39,7 +39,7 @@ def test_ray_lifting_generator_overfits_one_phantom_to_bone_dice_above_0_8(
         "prepare", [*tiny_prepare_overrides, "source=phantom", f"source.n_cases={N_CASES}", f"out_dir={root}"]
     )
     assert prepare_from_config(prepare, progress=False) == 0
-    overrides = ["experiment=demo", f"data.root={root}", f"data.cube={CUBE}", *LOSS]
+    overrides = ["experiment=demo_ray_lifting", f"data.root={root}", f"data.cube={CUBE}", *LOSS]
     config = compose_train_config(tmp_path / "run", overrides)
     datamodule = X2CTDataModule(root=root, cube=CUBE, val_fraction=0.0)
     datamodule.setup("fit")
