@@ -1,5 +1,5 @@
-"""The ray-lifting generator of ``experiment=demo_ray_lifting`` (its widths, optimizer and re-projection loss at 32^3) memorizes one
-phantom to bone Dice > 0.8: a model that cannot overfit one case cannot learn the spine (issue 8).
+"""The ray-lifting generator of ``experiment=demo_ray_lifting`` (its widths, optimizer and re-projection loss at
+32^3) memorizes one phantom to bone Dice > 0.8: a model that cannot overfit one case cannot learn the spine (issue 8).
 
 The voxel loss is MSE plus the bone-boundary term here: on this case they pass Dice 0.8 after about 650 steps, where
 the demo's L1 alone was at 0.21 after 300 (the demo keeps L1, which generalizes better at its 12-epoch budget)."""
