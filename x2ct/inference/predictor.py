@@ -5,10 +5,10 @@ preprocess to uint8 (S, S) (``"paper"``: the paper's contour crop / pad / resize
 ``"aligned"``: a plain resize, for our own aligned DRRs) -> ``/ 255`` -> the generator (eval mode, no grad) ->
 clamp to [0, 1] -> HU with the checkpoint's CT window (``HU = x * width + low``).
 
-A geometry-aware generator (``uses_geometry``, e.g. the ray-lifting one) also gets each view's projection matrix,
-built from how the radiographs were taken (DICOM tags, ``geometry`` options, else the training geometry; see
-:mod:`x2ct.inference.prediction_geometry`); what was assumed goes into ``volume.meta["geometry"]``. Other models
-get the images only, as before.
+A geometry-aware generator (``uses_geometry``, e.g. the ray-implicit and ray-lifting ones) also gets each view's
+projection matrix, built from how the radiographs were taken (DICOM tags, ``geometry`` options, else the training
+geometry; see :mod:`x2ct.inference.prediction_geometry`); what was assumed goes into ``volume.meta["geometry"]``.
+Other models get the images only, as before.
 
 The result is a canonical :class:`~x2ct.io.volume.Volume` (axes D, H, W = superior -> inferior,
 anterior -> posterior, patient's right -> left; nibabel axis codes ("I", "P", "L")) whose affine puts the
