@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
 import torch
 
+from tests.support.views import AP_ALIGNED, LATERAL_ALIGNED, parallel_view, random_view_inputs
 from x2ct.models import RayImplicitGenerator
 from x2ct.models.ray_lifting import homogeneous_voxel_grid
 
 CUBE = 16
-AP_ALIGNED = torch.tensor([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  # (x, y, z) -> (u, v) = (x, z)
-LATERAL_ALIGNED = torch.tensor([[0.0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  # (x, y, z) -> (u, v) = (y, z)
-
-
-def parallel_view(angle_deg: float) -> torch.Tensor:
-    """A parallel view turned by ``angle_deg`` about the D (z) axis from the aligned lateral view."""
-    a = math.radians(angle_deg)
-    return torch.tensor([[-math.sin(a), math.cos(a), 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
 
 
 def tiny_kwargs(**overrides: Any) -> dict[str, Any]:
@@ -28,13 +20,7 @@ def tiny_kwargs(**overrides: Any) -> dict[str, Any]:
 
 
 def inputs(n: int = 2, angle: float = 0.0, seed: int = 0) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        "xray1": torch.rand(n, 1, CUBE, CUBE, generator=generator),
-        "xray2": torch.rand(n, 1, CUBE, CUBE, generator=generator),
-        "proj_xray1": AP_ALIGNED[None].expand(n, 3, 4).clone(),
-        "proj_xray2": parallel_view(angle)[None].expand(n, 3, 4).clone(),
-    }
+    return random_view_inputs(CUBE, n, angle, seed)
 
 
 def voxel_points(n: int) -> torch.Tensor:
@@ -88,7 +74,7 @@ def test_a_point_reads_the_pixels_its_rays_cross() -> None:
     assert value(xray1=far) == pytest.approx(reference, abs=1e-6)
 
 
-def test_output_depends_on_the_geometry_not_on_the_image_size() -> None:
+def test_output_depends_on_the_geometry_and_other_image_sizes_are_read() -> None:
     torch.manual_seed(0)
     net = RayImplicitGenerator(**tiny_kwargs()).eval()
     with torch.no_grad():

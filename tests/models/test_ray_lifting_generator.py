@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
 import torch
 
+from tests.support.views import AP_ALIGNED, LATERAL_ALIGNED, parallel_view, random_view_inputs
 from x2ct.models import PatchDiscriminator3D, RayLiftingGenerator
 
 CUBE = 16
-AP_ALIGNED = torch.tensor([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
-LATERAL_ALIGNED = torch.tensor([[0.0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
-
-
-def parallel_view(angle_deg: float) -> torch.Tensor:
-    """A parallel view turned by ``angle_deg`` about the D (z) axis from the aligned lateral view."""
-    a = math.radians(angle_deg)
-    return torch.tensor([[-math.sin(a), math.cos(a), 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
 
 
 def tiny_kwargs(**overrides: Any) -> dict[str, Any]:
@@ -34,13 +26,7 @@ def tiny_kwargs(**overrides: Any) -> dict[str, Any]:
 
 
 def inputs(n: int = 2, angle: float = 0.0, seed: int = 0) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        "xray1": torch.rand(n, 1, CUBE, CUBE, generator=generator),
-        "xray2": torch.rand(n, 1, CUBE, CUBE, generator=generator),
-        "proj_xray1": AP_ALIGNED[None].expand(n, 3, 4).clone(),
-        "proj_xray2": parallel_view(angle)[None].expand(n, 3, 4).clone(),
-    }
+    return random_view_inputs(CUBE, n, angle, seed)
 
 
 @pytest.mark.parametrize("fusion", ["mean_var", "mean", "mean_var_prod"])

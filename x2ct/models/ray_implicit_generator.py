@@ -31,7 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from x2ct.models.axes import VIEW_NAMES
-from x2ct.models.ray_lifting import homogeneous_voxel_grid, project_point_sets
+from x2ct.models.ray_lifting import (
+    checked_view_names,
+    homogeneous_voxel_grid,
+    project_point_sets,
+    views_with_geometry,
+)
 from x2ct.models.ray_lifting_generator import ViewEncoder2D
 
 POINT_FUSIONS: tuple[str, ...] = ("concat", "mean_var")
@@ -83,9 +88,7 @@ class RayImplicitGenerator(nn.Module):
         points_per_chunk: int = DEFAULT_POINTS_PER_CHUNK,
     ) -> None:
         super().__init__()
-        self.views = tuple(str(v) for v in views)
-        if not self.views or any(v not in VIEW_NAMES for v in self.views) or len(set(self.views)) != len(self.views):
-            raise ValueError(f"views must be a non-empty subset of {VIEW_NAMES} without repeats, got {tuple(views)}")
+        self.views = checked_view_names(views, VIEW_NAMES)
         if fusion not in POINT_FUSIONS:
             raise ValueError(f"fusion must be one of {POINT_FUSIONS}, got {fusion!r}")
         if output_activation not in OUTPUT_ACTIVATIONS:
@@ -116,23 +119,6 @@ class RayImplicitGenerator(nn.Module):
 
     def _encoder(self, view: str) -> ViewEncoder2D:
         return self.encoders["shared"] if "shared" in self.encoders else self.encoders[view]
-
-    def _views_of(
-        self,
-        xray1: torch.Tensor | None,
-        xray2: torch.Tensor | None,
-        proj_xray1: torch.Tensor | None,
-        proj_xray2: torch.Tensor | None,
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        given = {"xray1": (xray1, proj_xray1), "xray2": (xray2, proj_xray2)}
-        images, projections = [], []
-        for view in self.views:
-            image, projection = given[view]
-            if image is None or projection is None:
-                raise ValueError(f"this generator uses view {view!r}: pass {view} and proj_{view}")
-            images.append(image)
-            projections.append(projection)
-        return images, projections
 
     def encode(self, images: Sequence[torch.Tensor], names: Sequence[str]) -> list[list[torch.Tensor]]:
         """Each view's feature maps, fine to coarse, then the raw image (when sampled): a list per view."""
@@ -178,7 +164,7 @@ class RayImplicitGenerator(nn.Module):
         proj_xray2: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """CT values (N, M) at ``points`` (N, M, 3) (x, y, z in [-1, 1]) from the views (what training evaluates)."""
-        images, projections = self._views_of(xray1, xray2, proj_xray1, proj_xray2)
+        images, projections = views_with_geometry(self.views, xray1, xray2, proj_xray1, proj_xray2)
         return self.decode(self.encode(images, self.views), projections, points)
 
     def forward(
@@ -188,7 +174,7 @@ class RayImplicitGenerator(nn.Module):
         proj_xray1: torch.Tensor | None = None,
         proj_xray2: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        images, projections = self._views_of(xray1, xray2, proj_xray1, proj_xray2)
+        images, projections = views_with_geometry(self.views, xray1, xray2, proj_xray1, proj_xray2)
         return self.forward_views(images, projections, self.views)
 
     def forward_views(

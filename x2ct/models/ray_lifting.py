@@ -27,6 +27,34 @@ FUSIONS: tuple[str, ...] = ("mean_var", "mean", "mean_var_prod")
 _FUSION_MULTIPLIER: dict[str, int] = {"mean": 1, "mean_var": 2, "mean_var_prod": 3}
 
 
+def checked_view_names(views: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    """``views`` as a tuple of names, refused unless a non-empty subset of ``allowed`` without repeats."""
+    names = tuple(str(v) for v in views)
+    if not names or any(v not in allowed for v in names) or len(set(names)) != len(names):
+        raise ValueError(f"views must be a non-empty subset of {tuple(allowed)} without repeats, got {tuple(views)}")
+    return names
+
+
+def views_with_geometry(
+    views: Sequence[str],
+    xray1: torch.Tensor | None,
+    xray2: torch.Tensor | None,
+    proj_xray1: torch.Tensor | None,
+    proj_xray2: torch.Tensor | None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The images and matrices of ``views`` (names ``"xray1"`` / ``"xray2"``) in that order, from a generator's
+    keyword inputs; a used view without its image or matrix is refused by name."""
+    given = {"xray1": (xray1, proj_xray1), "xray2": (xray2, proj_xray2)}
+    images, projections = [], []
+    for view in views:
+        image, projection = given[view]
+        if image is None or projection is None:
+            raise ValueError(f"this generator uses view {view!r}: pass {view} and proj_{view}")
+        images.append(image)
+        projections.append(projection)
+    return images, projections
+
+
 def normalized_axis(n: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Voxel-centre coordinates of an axis of length ``n`` in [-1, 1] (``align_corners=False``): (n,)."""
     return (2.0 * torch.arange(n, device=device, dtype=dtype) + 1.0) / n - 1.0

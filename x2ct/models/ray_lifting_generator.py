@@ -32,10 +32,12 @@ from x2ct.models.axes import VIEW_NAMES
 from x2ct.models.blocks import ConvNormAct, conv_layer, run_checkpointed
 from x2ct.models.ray_lifting import (
     SamplingGridCache,
+    checked_view_names,
     fuse_lifted,
     fusion_multiplier,
     homogeneous_voxel_grid,
     lift_view,
+    views_with_geometry,
 )
 
 UPSAMPLE_SCALE: int = 2
@@ -168,9 +170,7 @@ class RayLiftingGenerator(nn.Module):
         grid_cache_size: int = 16,
     ) -> None:
         super().__init__()
-        self.views = tuple(str(v) for v in views)
-        if not self.views or any(v not in VIEW_NAMES for v in self.views) or len(set(self.views)) != len(self.views):
-            raise ValueError(f"views must be a non-empty subset of {VIEW_NAMES} without repeats, got {tuple(views)}")
+        self.views = checked_view_names(views, VIEW_NAMES)
         n_levels = len(encoder_channels)
         for name, values in (
             ("lifted_channels", lifted_channels),
@@ -233,14 +233,7 @@ class RayLiftingGenerator(nn.Module):
         proj_xray1: torch.Tensor | None = None,
         proj_xray2: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        given = {"xray1": (xray1, proj_xray1), "xray2": (xray2, proj_xray2)}
-        images, projections = [], []
-        for view in self.views:
-            image, projection = given[view]
-            if image is None or projection is None:
-                raise ValueError(f"this generator uses view {view!r}: pass {view} and proj_{view}")
-            images.append(image)
-            projections.append(projection)
+        images, projections = views_with_geometry(self.views, xray1, xray2, proj_xray1, proj_xray2)
         return self.forward_views(images, projections, self.views)
 
     def forward_views(
